@@ -1,0 +1,251 @@
+"""Application config: conf/app.toml, overridden by CRYPTOBOT_<SECTION>__<KEY> variables.
+
+Loaded and validated once at start-up by every process; a bad value fails loudly with the
+key's name and what is allowed. Trading parameters live in gold.trading_config instead
+(common/trading_config.py), secrets in the environment (common/secrets.py).
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "conf" / "app.toml"
+ENV_PREFIX = "CRYPTOBOT_"
+
+SUPPORTED_EXCHANGES = ("binance", "bybit", "okx")
+# Interval name -> length in milliseconds, the intervals every exchange here serves.
+INTERVAL_MS = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "1d": 86_400_000,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or outside what is allowed."""
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    data_dir: Path
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    root: str
+    checkpoint_root: str
+
+    def table_path(self, database: str, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{database}/{table}"
+
+    def checkpoint_path(self, query_name: str) -> str:
+        return f"{self.checkpoint_root.rstrip('/')}/{query_name}"
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str
+    shuffle_partitions: int
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str
+    controller_port: int
+    broker_heap_mb: int
+    topic_partitions: int
+    topic_replication_factor: int
+    topic_retention_ms: int
+
+    @property
+    def broker_host(self) -> str:
+        return self.bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+
+    @property
+    def broker_port(self) -> int:
+        return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class ExchangesConfig:
+    enabled: tuple[str, ...]
+    market_type: str
+    symbols: tuple[str, ...]
+    intervals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    trigger_interval_seconds: int
+    max_offsets_per_trigger: int
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    paths: PathsConfig
+    lake: LakeConfig
+    spark: SparkConfig
+    kafka: KafkaConfig
+    exchanges: ExchangesConfig
+    streaming: StreamingConfig
+    source: str
+
+    def klines_topic(self, exchange: str) -> str:
+        return f"klines.{exchange}"
+
+    def market_topic(self, exchange: str) -> str:
+        return f"market.{exchange}"
+
+    def topics(self) -> list[str]:
+        return [
+            topic
+            for exchange in self.exchanges.enabled
+            for topic in (self.klines_topic(exchange), self.market_topic(exchange))
+        ]
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
+    """Read the TOML file (CRYPTOBOT_CONFIG or conf/app.toml), apply env overrides, validate."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        raw = tomllib.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {config_path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {config_path} is not valid TOML: {err}") from None
+    _apply_env_overrides(raw, env)
+    return _build(raw, str(config_path))
+
+
+def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if section not in raw or key not in raw[section]:
+            raise ConfigError(f"environment variable {name} names no config key [{section}] {key}")
+        current = raw[section][key]
+        raw[section][key] = _parse_env_value(name, value, current)
+
+
+def _parse_env_value(name: str, value: str, current: Any) -> Any:
+    if isinstance(current, list):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(current, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"{name}={value!r}: expected true or false")
+        return value.lower() in ("true", "1")
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r}: expected a whole number") from None
+    return value
+
+
+def _resolve_local(path_or_uri: str) -> str:
+    """Relative local paths are taken from the project root; URIs are kept as they are."""
+    if "://" in path_or_uri or path_or_uri.startswith("/"):
+        return path_or_uri
+    return str(PROJECT_ROOT / path_or_uri)
+
+
+def _build(raw: dict[str, Any], source: str) -> AppConfig:
+    get = _Getter(raw)
+    exchanges = tuple(get.text_list("exchanges", "enabled", allowed=SUPPORTED_EXCHANGES))
+    intervals = tuple(get.text_list("exchanges", "intervals", allowed=tuple(INTERVAL_MS)))
+    symbols = tuple(get.text_list("exchanges", "symbols"))
+    for symbol in symbols:
+        if not (symbol.isalnum() and symbol.isupper() and symbol.endswith("USDT")):
+            raise ConfigError(
+                f"[exchanges] symbols: {symbol!r} is not a canonical symbol like 'BTCUSDT'"
+            )
+    market_type = get.text("exchanges", "market_type")
+    if market_type not in ("swap", "spot"):
+        raise ConfigError(f"[exchanges] market_type = {market_type!r}: must be 'swap' or 'spot'")
+    bootstrap = get.text("kafka", "bootstrap_servers")
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"[kafka] bootstrap_servers = {bootstrap!r}: each server must be host:port"
+            )
+    return AppConfig(
+        paths=PathsConfig(data_dir=Path(_resolve_local(get.text("paths", "data_dir")))),
+        lake=LakeConfig(
+            root=_resolve_local(get.text("lake", "root")),
+            checkpoint_root=_resolve_local(get.text("lake", "checkpoint_root")),
+        ),
+        spark=SparkConfig(
+            master=get.text("spark", "master"),
+            shuffle_partitions=get.whole_number("spark", "shuffle_partitions", 1, 10_000),
+        ),
+        kafka=KafkaConfig(
+            bootstrap_servers=bootstrap,
+            controller_port=get.whole_number("kafka", "controller_port", 1, 65_535),
+            broker_heap_mb=get.whole_number("kafka", "broker_heap_mb", 128, 512),
+            topic_partitions=get.whole_number("kafka", "topic_partitions", 1, 1_000),
+            topic_replication_factor=get.whole_number("kafka", "topic_replication_factor", 1, 10),
+            topic_retention_ms=get.whole_number("kafka", "topic_retention_ms", -1, 2**62),
+        ),
+        exchanges=ExchangesConfig(
+            enabled=exchanges, market_type=market_type, symbols=symbols, intervals=intervals
+        ),
+        streaming=StreamingConfig(
+            trigger_interval_seconds=get.whole_number("streaming", "trigger_interval_seconds", 1, 86_400),
+            max_offsets_per_trigger=get.whole_number("streaming", "max_offsets_per_trigger", 1, 10**9),
+        ),
+        source=source,
+    )
+
+
+class _Getter:
+    """Typed access to the raw TOML dict, naming the key in every error."""
+
+    def __init__(self, raw: dict[str, Any]):
+        self.raw = raw
+
+    def _value(self, section: str, key: str) -> Any:
+        try:
+            return self.raw[section][key]
+        except KeyError:
+            raise ConfigError(f"missing config key [{section}] {key}") from None
+
+    def text(self, section: str, key: str) -> str:
+        value = self._value(section, key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be a non-empty string")
+        return value.strip()
+
+    def whole_number(self, section: str, key: str, low: int, high: int) -> int:
+        value = self._value(section, key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be a whole number")
+        if not low <= value <= high:
+            raise ConfigError(f"[{section}] {key} = {value}: must be between {low} and {high}")
+        return value
+
+    def text_list(self, section: str, key: str, allowed: tuple[str, ...] | None = None) -> list[str]:
+        value = self._value(section, key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be a non-empty list of strings")
+        if allowed is not None:
+            unknown = [v for v in value if v not in allowed]
+            if unknown:
+                raise ConfigError(
+                    f"[{section}] {key}: unknown {unknown}; allowed: {', '.join(allowed)}"
+                )
+        if len(set(value)) != len(value):
+            raise ConfigError(f"[{section}] {key} = {value!r}: has duplicates")
+        return value

@@ -1,0 +1,35 @@
+"""What every job's spark-submit entry does: logging, config, session, run, stop."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+from common.config import AppConfig, ConfigError, load_config
+from common.logging_setup import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def run_job(job_name: str, run: Callable[[Any, AppConfig], Any],
+            print_result: Callable[[Any], None] | None = None) -> Any:
+    """Run `run(spark, config)` as the job `job_name`; exit 2 on a config error, 1 on failure."""
+    from common.spark_session import build_spark_session
+
+    configure_logging()
+    try:
+        config = load_config()
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    spark = build_spark_session(config, f"cryptobot-{job_name}")
+    try:
+        result = run(spark, config)
+        if print_result is not None:
+            print_result(result)
+        return result
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        spark.stop()
