@@ -1,0 +1,90 @@
+# The front door. `make setup` installs everything (Python packages, Spark's jars, the Kafka
+# broker) and is idempotent; `make test` runs it first, so a fresh clone needs nothing else
+# than Python 3.11, Java 17 and Maven.
+
+PYTHON      ?= python3.11
+VENV        := .venv
+PY          := $(VENV)/bin/python
+CRYPTOBOT   := $(VENV)/bin/cryptobot
+MVN         := mvn -B -q -s jvm/maven-settings.xml
+SPARK_JARS  = $(shell ls jars/spark/*.jar 2>/dev/null | tr '\n' ',' | sed 's/,$$//')
+SPARK_SUBMIT = SPARK_CONF_DIR=conf $(VENV)/bin/spark-submit --properties-file conf/spark-defaults.conf \
+               --jars $(SPARK_JARS)
+PYTEST_ARGS ?=
+
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init sql test test-unit test-spark \
+        test-integration dist clean clean-data
+
+setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed
+
+check-tools:
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	@command -v java >/dev/null || { echo "need Java 17 (java not found)"; exit 1; }
+	@java -version 2>&1 | head -1 | grep -qE '"(1[7-9]|2[0-9])' || { echo "need Java 17 or newer: $$(java -version 2>&1 | head -1)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "need Maven (mvn) to fetch the JVM jars"; exit 1; }
+
+$(VENV)/.installed: requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# Delta and the Kafka source, minus what the pyspark wheel already ships.
+jars/spark/.installed: jvm/spark-jars.pom.xml jvm/prune_spark_jars.py $(VENV)/.installed
+	rm -rf jars/spark
+	$(MVN) -f jvm/spark-jars.pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/jars/spark
+	$(PY) jvm/prune_spark_jars.py jars/spark
+	touch $@
+
+# The Apache Kafka broker (KRaft) and its logging backend, on a classpath of its own.
+jars/kafka/.installed: jvm/kafka-broker.pom.xml
+	rm -rf jars/kafka
+	$(MVN) -f jvm/kafka-broker.pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/jars/kafka
+	touch $@
+
+kafka-up: setup
+	$(CRYPTOBOT) kafka up
+
+kafka-down:
+	@if [ -x $(CRYPTOBOT) ]; then $(CRYPTOBOT) kafka down; else echo "nothing installed, no broker"; fi
+
+kafka-status: setup
+	$(CRYPTOBOT) kafka status
+
+init: setup
+	$(CRYPTOBOT) init
+
+# Interactive Spark SQL over the lake (tables registered by an init script).
+sql: setup
+	@mkdir -p data
+	$(CRYPTOBOT) sql-init-script > data/register_tables.sql
+	SPARK_CONF_DIR=conf $(VENV)/bin/spark-sql --properties-file conf/spark-defaults.conf \
+	  --jars $(SPARK_JARS) -i data/register_tables.sql
+
+# The whole suite: unit, Spark (real Delta) and integration (real Kafka broker) tests.
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Quick loop: pure functions only, no JVM.
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-spark: setup
+	$(PY) -m pytest tests/spark $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# A wheel and a zip of the code, for spark-submit --py-files on a cluster.
+dist: setup
+	rm -rf dist build
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	zip -qr dist/cryptobot.zip common streaming jobs -x '*/__pycache__/*'
+	@ls -1 dist
+
+clean-data: kafka-down
+	rm -rf data
+
+clean: clean-data
+	rm -rf $(VENV) jars dist build *.egg-info

@@ -1,0 +1,53 @@
+"""The application config: defaults load, environment overrides apply, bad values fail loudly."""
+import pytest
+
+from common.config import PROJECT_ROOT, ConfigError, load_config
+
+
+def test_default_config_loads_with_the_documented_defaults():
+    config = load_config(env={})
+    assert config.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert config.exchanges.enabled == ("binance", "bybit", "okx")
+    assert config.exchanges.intervals == ("1m", "15m", "1h", "4h")
+    assert config.lake.root == str(PROJECT_ROOT / "data" / "lake")
+    assert config.topics() == ["klines.binance", "market.binance", "klines.bybit",
+                               "market.bybit", "klines.okx", "market.okx"]
+
+
+def test_environment_overrides_typed_values():
+    config = load_config(env={
+        "CRYPTOBOT_KAFKA__BOOTSTRAP_SERVERS": "broker-1:19092,broker-2:19092",
+        "CRYPTOBOT_SPARK__SHUFFLE_PARTITIONS": "8",
+        "CRYPTOBOT_EXCHANGES__SYMBOLS": "BTCUSDT, SOLUSDT",
+        "CRYPTOBOT_LAKE__ROOT": "s3a://bucket/lake",
+    })
+    assert config.kafka.broker_host == "broker-1" and config.kafka.broker_port == 19092
+    assert config.spark.shuffle_partitions == 8
+    assert config.exchanges.symbols == ("BTCUSDT", "SOLUSDT")
+    assert config.lake.root == "s3a://bucket/lake"  # a URI is kept as it is
+    assert config.lake.table_path("silver", "unified_klines") == "s3a://bucket/lake/silver/unified_klines"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CRYPTOBOT_KAFKA__NO_SUCH_KEY": "1"}, "names no config key [kafka] no_such_key"),
+    ({"CRYPTOBOT_SPARK__SHUFFLE_PARTITIONS": "many"}, "expected a whole number"),
+    ({"CRYPTOBOT_SPARK__SHUFFLE_PARTITIONS": "0"}, "[spark] shuffle_partitions = 0: must be between 1 and 10000"),
+    ({"CRYPTOBOT_EXCHANGES__INTERVALS": "1m,7m"}, "[exchanges] intervals: unknown ['7m']"),
+    ({"CRYPTOBOT_EXCHANGES__ENABLED": "binance,kraken"}, "[exchanges] enabled: unknown ['kraken']"),
+    ({"CRYPTOBOT_EXCHANGES__SYMBOLS": "btc/usdt"}, "is not a canonical symbol"),
+    ({"CRYPTOBOT_KAFKA__BOOTSTRAP_SERVERS": "localhost"}, "each server must be host:port"),
+    ({"CRYPTOBOT_KAFKA__BROKER_HEAP_MB": "2048"}, "[kafka] broker_heap_mb = 2048: must be between 128 and 512"),
+])
+def test_bad_values_are_refused_naming_the_key(env, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(env=env)
+    assert message in str(err.value)
+
+
+def test_missing_key_and_missing_file_are_named(tmp_path):
+    config_file = tmp_path / "app.toml"
+    config_file.write_text((PROJECT_ROOT / "conf" / "app.toml").read_text().replace('market_type = "swap"', ""))
+    with pytest.raises(ConfigError, match=r"missing config key \[exchanges\] market_type"):
+        load_config(config_file, env={})
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(env={"CRYPTOBOT_CONFIG": str(tmp_path / "nope.toml")})

@@ -1,0 +1,71 @@
+"""gold.trading_config values are typed and validated when read; bad ones are refused by name."""
+import pytest
+
+from common.config import ConfigError
+from common.trading_config import PARAMS, default_rows, parse_trading_config
+
+
+def defaults(**changes):
+    values = {row["param_name"]: row["param_value"] for row in default_rows()}
+    values.update(changes)
+    return values
+
+
+def test_defaults_are_valid_and_match_the_original_workflow():
+    config = parse_trading_config(defaults())
+    assert config.risk_per_trade_pct == 1.0
+    assert config.score_threshold_execute == 70
+    assert config.score_threshold_watchlist == 50
+    assert config.min_rr_ratio == 2.0
+    assert config.paper_trading and config.use_testnet and not config.is_live
+    assert config.trading_symbols == ("BTCUSDT", "ETHUSDT")
+
+
+def test_every_parameter_has_a_description_and_a_known_type():
+    for spec in PARAMS:
+        assert spec.description, spec.name
+        assert spec.value_type in ("bool", "int", "float", "str", "json_list"), spec.name
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("risk_per_trade_pct", "-1", "risk_per_trade_pct = '-1': out of range: allowed (0, 5]"),
+    ("risk_per_trade_pct", "0", "out of range"),
+    ("risk_per_trade_pct", "5.5", "out of range: allowed (0, 5]"),
+    ("risk_per_trade_pct", "nan", "must be a finite number"),
+    ("risk_per_trade_pct", "one", "must be a number"),
+    ("score_threshold_execute", "101", "score_threshold_execute = '101': out of range: allowed [0, 100]"),
+    ("score_threshold_watchlist", "-5", "out of range: allowed [0, 100]"),
+    ("trading_exchange", "kraken", "trading_exchange = 'kraken': unknown value; allowed: binance, bybit"),
+    ("use_testnet", "yes", "must be true or false"),
+    ("max_open_positions", "2.5", "must be a whole number"),
+    ("trading_symbols", "BTCUSDT", "must be a JSON array"),
+    ("trading_symbols", '["btc-usdt"]', "not canonical symbols"),
+    ("strategies", '["smc", "martingale"]', "unknown ['martingale']"),
+])
+def test_out_of_range_values_are_refused(name, value, message):
+    with pytest.raises(ConfigError) as err:
+        parse_trading_config(defaults(**{name: value}))
+    assert message in str(err.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse_trading_config(defaults(risk_per_trade_pct="-1", trading_exchange="kraken"))
+    assert "risk_per_trade_pct" in str(err.value) and "trading_exchange" in str(err.value)
+
+
+def test_watchlist_threshold_above_execute_is_refused():
+    with pytest.raises(ConfigError, match="must not exceed score_threshold_execute"):
+        parse_trading_config(defaults(score_threshold_watchlist="80", score_threshold_execute="70"))
+
+
+def test_missing_parameter_points_to_init():
+    values = defaults()
+    del values["min_rr_ratio"]
+    with pytest.raises(ConfigError, match=r"min_rr_ratio: missing \(run `cryptobot init`"):
+        parse_trading_config(values)
+
+
+def test_values_are_trimmed_and_case_insensitive_where_it_is_safe():
+    config = parse_trading_config(defaults(trading_exchange=" Bybit ", paper_trading="FALSE"))
+    assert config.trading_exchange == "bybit" and config.paper_trading is False
