@@ -8,11 +8,13 @@ PY          := $(VENV)/bin/python
 CRYPTOBOT   := $(VENV)/bin/cryptobot
 MVN         := mvn -B -q -s jvm/maven-settings.xml
 SPARK_JARS  = $(shell ls jars/spark/*.jar 2>/dev/null | tr '\n' ',' | sed 's/,$$//')
-SPARK_SUBMIT = SPARK_CONF_DIR=conf $(VENV)/bin/spark-submit --properties-file conf/spark-defaults.conf \
-               --jars $(SPARK_JARS)
+# pyspark's launch scripts find Spark through the python on PATH: put the venv's first.
+SPARK_ENV   = PATH=$(CURDIR)/$(VENV)/bin:$$PATH SPARK_CONF_DIR=$(CURDIR)/conf
+SPARK_MASTER ?= local[2]
+JOB         ?= init_tables
 PYTEST_ARGS ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init sql test test-unit test-spark \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init sql submit bench test test-unit test-spark \
         test-integration dist clean clean-data
 
 setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed
@@ -59,8 +61,13 @@ init: setup
 sql: setup
 	@mkdir -p data
 	$(CRYPTOBOT) sql-init-script > data/register_tables.sql
-	SPARK_CONF_DIR=conf $(VENV)/bin/spark-sql --properties-file conf/spark-defaults.conf \
+	$(SPARK_ENV) spark-sql --properties-file conf/spark-defaults.conf \
 	  --jars $(SPARK_JARS) -i data/register_tables.sql
+
+# Any job through spark-submit, as on a cluster: make submit JOB=init_tables SPARK_MASTER=yarn
+submit: dist
+	$(SPARK_ENV) spark-submit --master '$(SPARK_MASTER)' --properties-file conf/spark-defaults.conf \
+	  --jars $(SPARK_JARS) --py-files dist/cryptobot.zip jobs/$(JOB).py
 
 # The whole suite: unit, Spark (real Delta) and integration (real Kafka broker) tests.
 test: setup
@@ -76,11 +83,16 @@ test-spark: setup
 test-integration: setup
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
+# Figures: start-up and init times of the local stack.
+bench: setup
+	$(PY) bench/startup.py
+
 # A wheel and a zip of the code, for spark-submit --py-files on a cluster.
 dist: setup
 	rm -rf dist build
 	$(PY) -m pip wheel -q --no-deps -w dist .
-	zip -qr dist/cryptobot.zip common streaming jobs -x '*/__pycache__/*'
+	$(PY) -c "import pathlib, zipfile; z = zipfile.ZipFile('dist/cryptobot.zip', 'w', zipfile.ZIP_DEFLATED); \
+	  [z.write(p) for d in ('common', 'streaming', 'jobs') for p in sorted(pathlib.Path(d).rglob('*.py'))]; z.close()"
 	@ls -1 dist
 
 clean-data: kafka-down

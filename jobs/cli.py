@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("sql-init-script",
                         help="print the SQL that registers the tables (for spark-sql -i)")
 
-    kafka = commands.add_parser("kafka", help="the local Kafka broker")
-    kafka.add_argument("action", choices=("up", "down", "status"))
+    kafka = commands.add_parser(
+        "kafka", help="the local Kafka broker: up, down, status; topics creates the topics on any broker")
+    kafka.add_argument("action", choices=("up", "down", "status", "topics"))
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -74,11 +75,14 @@ def _sql_init_script(args, config) -> int:
 
 
 def _kafka(args, config) -> int:
-    from common.kafka_broker import BrokerError, LocalKafkaBroker
+    from common.kafka_broker import BrokerError, LocalKafkaBroker, ensure_topics
 
     broker = LocalKafkaBroker(config)
     try:
-        if args.action == "up":
+        if args.action == "topics":
+            created = ensure_topics(config)
+            print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
+        elif args.action == "up":
             pid = broker.start()
             print(broker.status().describe())
             print(f"broker log: {broker.output_path} (pid {pid})")
