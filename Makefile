@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: setup check-tools kafka-up kafka-down kafka-status init sql submit bench test test-unit test-spark \
         test-integration dist clean clean-data
 
-setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed
+setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed samples/.installed
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -43,6 +43,11 @@ jars/spark/.installed: jvm/spark-jars.pom.xml jvm/prune_spark_jars.py $(VENV)/.i
 jars/kafka/.installed: jvm/kafka-broker.pom.xml
 	rm -rf jars/kafka
 	$(MVN) -f jvm/kafka-broker.pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/jars/kafka
+	touch $@
+
+# The sample series (Bitstamp BTC/USD 1m, from the ohlc-toolkit sdist on PyPI, sha256-checked).
+samples/.installed: streaming/sample_data.py $(VENV)/.installed
+	$(PY) -m streaming.sample_data fetch
 	touch $@
 
 kafka-up: setup

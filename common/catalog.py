@@ -517,9 +517,30 @@ def register_tables(spark, config: AppConfig) -> list[str]:
             spark.sql(register_table_sql(config, spec))
         else:
             missing.append(spec.qualified_name)
+    known = {spec.qualified_name for spec in table_specs(config)}
+    for database in DATABASES:
+        for name in _other_delta_tables(spark, f"{config.lake.root.rstrip('/')}/{database}"):
+            if f"{database}.{name}" not in known:  # e.g. a replay's fresh bronze table
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {database}.{name} USING DELTA "
+                          f"LOCATION '{config.lake.root.rstrip('/')}/{database}/{name}'")
     if missing:
         log.debug("event=tables_not_created tables=%s hint='run cryptobot init'", ",".join(missing))
     return missing
+
+
+def _other_delta_tables(spark, database_location: str) -> list[str]:
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(database_location)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return []
+    names = []
+    for status in fs.listStatus(path):
+        name = status.getPath().getName()
+        if status.isDirectory() and name.replace("_", "").isalnum() and fs.exists(
+                jvm.org.apache.hadoop.fs.Path(status.getPath(), "_delta_log")):
+            names.append(name)
+    return sorted(names)
 
 
 def registration_script(config: AppConfig) -> str:

@@ -91,6 +91,20 @@ class StreamingConfig:
 
 
 @dataclass(frozen=True)
+class ProducerConfig:
+    poll_interval_seconds: int
+    close_grace_ms: int
+    initial_lookback_bars: int
+    retry_max_attempts: int
+    retry_base_delay_ms: int
+    retry_max_delay_ms: int
+    market_data: bool
+    market_period: str
+    api_base_url: str | None
+    sandbox: bool
+
+
+@dataclass(frozen=True)
 class AppConfig:
     paths: PathsConfig
     lake: LakeConfig
@@ -98,6 +112,7 @@ class AppConfig:
     kafka: KafkaConfig
     exchanges: ExchangesConfig
     streaming: StreamingConfig
+    producer: ProducerConfig
     source: str
 
     def klines_topic(self, exchange: str) -> str:
@@ -206,6 +221,18 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             trigger_interval_seconds=get.whole_number("streaming", "trigger_interval_seconds", 1, 86_400),
             max_offsets_per_trigger=get.whole_number("streaming", "max_offsets_per_trigger", 1, 10**9),
         ),
+        producer=ProducerConfig(
+            poll_interval_seconds=get.whole_number("producer", "poll_interval_seconds", 1, 3_600),
+            close_grace_ms=get.whole_number("producer", "close_grace_ms", 0, 300_000),
+            initial_lookback_bars=get.whole_number("producer", "initial_lookback_bars", 1, 1_000_000),
+            retry_max_attempts=get.whole_number("producer", "retry_max_attempts", 1, 100),
+            retry_base_delay_ms=get.whole_number("producer", "retry_base_delay_ms", 1, 600_000),
+            retry_max_delay_ms=get.whole_number("producer", "retry_max_delay_ms", 1, 3_600_000),
+            market_data=get.flag("producer", "market_data"),
+            market_period=get.choice("producer", "market_period", ("5m", "15m", "30m", "1h", "4h", "1d")),
+            api_base_url=get.optional_text("producer", "api_base_url"),
+            sandbox=get.flag("producer", "sandbox"),
+        ),
         source=source,
     )
 
@@ -234,6 +261,24 @@ class _Getter:
             raise ConfigError(f"[{section}] {key} = {value!r}: must be a whole number")
         if not low <= value <= high:
             raise ConfigError(f"[{section}] {key} = {value}: must be between {low} and {high}")
+        return value
+
+    def optional_text(self, section: str, key: str) -> str | None:
+        value = self._value(section, key)
+        if not isinstance(value, str):
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be a string")
+        return value.strip() or None
+
+    def choice(self, section: str, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(section, key)
+        if value not in allowed:
+            raise ConfigError(f"[{section}] {key} = {value!r}: allowed: {', '.join(allowed)}")
+        return value
+
+    def flag(self, section: str, key: str) -> bool:
+        value = self._value(section, key)
+        if not isinstance(value, bool):
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be true or false")
         return value
 
     def text_list(self, section: str, key: str, allowed: tuple[str, ...] | None = None) -> list[str]:

@@ -27,6 +27,33 @@ def main(argv: list[str] | None = None) -> int:
         "kafka", help="the local Kafka broker: up, down, status; topics creates the topics on any broker")
     kafka.add_argument("action", choices=("up", "down", "status", "topics"))
 
+    produce = commands.add_parser("produce", help="poll the exchanges' closed klines and market data into Kafka")
+    produce.add_argument("--once", action="store_true", help="one poll round (backfilling what is missing), then exit")
+    produce.add_argument("--since", type=parse_utc_ms, default=None,
+                         help="backfill from this UTC date or time (e.g. 2024-01-01) where Kafka has nothing yet")
+
+    replay = commands.add_parser("replay", help="replay klines from a file or the sample series into Kafka, "
+                                                "or a Kafka topic into a fresh bronze table")
+    replay.add_argument("--from", dest="source", choices=("sample", "file", "kafka"), required=True)
+    replay.add_argument("--file", help="CSV or Parquet of klines (with --from file)")
+    replay.add_argument("--exchange", default="binance", help="exchange to label the klines with (default binance)")
+    replay.add_argument("--symbol", default="BTCUSDT", help="canonical symbol to label them with (default BTCUSDT)")
+    replay.add_argument("--interval", default="1m", help="interval of the file's klines (default 1m)")
+    replay.add_argument("--derive", default=None,
+                        help="comma-separated longer intervals to derive (default: the configured intervals)")
+    replay.add_argument("--speed", type=float, default=None,
+                        help="scaled time: 60 = one hour of klines a minute (default: full speed)")
+    replay.add_argument("--kind", choices=("klines", "market"), default="klines", help="topic kind (--from kafka)")
+    replay.add_argument("--tag", help="names the fresh table bronze.<exchange>_<kind>__<tag> (--from kafka)")
+    replay.add_argument("--starting-offsets", default="earliest",
+                        help='"earliest", "latest", or Spark\'s JSON per partition (--from kafka)')
+    replay.add_argument("--starting-time", type=parse_utc_ms, default=None,
+                        help="start at the first message at or after this UTC time (--from kafka)")
+
+    stream = commands.add_parser("stream", help="run the streaming app (Kafka -> bronze)")
+    stream.add_argument("--available-now", action="store_true",
+                        help="process everything available, then exit")
+
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -98,12 +125,80 @@ def _kafka(args, config) -> int:
     return 0
 
 
+def _produce(args, config) -> int:
+    from streaming.producers.run import run_producers
+
+    report = run_producers(config, once=args.once, since_ms=args.since)
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
+def _replay(args, config) -> int:
+    from streaming import replay
+
+    if args.source == "kafka":
+        if not args.tag:
+            print("replay --from kafka needs --tag (the fresh table's name suffix)", file=sys.stderr)
+            return 2
+        from common.spark_session import build_spark_session
+
+        spark = build_spark_session(config, "cryptobot-replay")
+        try:
+            table, rows = replay.replay_topic_to_bronze(
+                spark, config, exchange=args.exchange, kind=args.kind, tag=args.tag,
+                starting_offsets=args.starting_offsets, starting_timestamp_ms=args.starting_time)
+        finally:
+            spark.stop()
+        print(f"replayed {rows} messages into {table}")
+        return 0
+    derive = args.derive.split(",") if args.derive else [i for i in config.exchanges.intervals if i != args.interval]
+    if args.source == "sample":
+        from streaming.sample_data import SAMPLE_SOURCE, sample_path
+
+        path, source = sample_path(), SAMPLE_SOURCE
+    else:
+        if not args.file:
+            print("replay --from file needs --file", file=sys.stderr)
+            return 2
+        path, source = args.file, None
+    report = replay.replay_file(config, path, exchange=args.exchange, symbol=args.symbol, interval=args.interval,
+                                derive=derive, source=source, speed=args.speed)
+    print(report.describe())
+    return 0
+
+
+def _stream(args, config) -> int:
+    from common.spark_session import build_spark_session
+    from streaming.app import run_stream
+
+    spark = build_spark_session(config, "cryptobot-stream")
+    try:
+        print(run_stream(spark, config, available_now=args.available_now).describe())
+    finally:
+        spark.stop()
+    return 0
+
+
+def parse_utc_ms(text: str) -> int:
+    """'2024-01-01' or '2024-01-01T12:00' (UTC unless an offset is given) -> epoch ms."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2024-01-01 or 2024-01-01T12:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
 
-COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka}
+COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
+            "produce": _produce, "replay": _replay, "stream": _stream}
 
 if __name__ == "__main__":
     sys.exit(main())

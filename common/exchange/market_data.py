@@ -1,0 +1,168 @@
+"""Market data from one exchange through ccxt: closed klines in pages, and the inputs of
+sentiment (funding rate, open interest, long/short ratio history).
+
+Every ccxt call goes through the retry policy. Only closed candles ever leave this module:
+a candle that opened at t closes at t + interval, and is taken as closed only once the clock
+is past that by a grace period (our clock and the exchange's are never exactly equal).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import ccxt
+
+from common.config import INTERVAL_MS
+from common.exchange.retry import RetryPolicy, call_with_retry
+
+log = logging.getLogger(__name__)
+
+# Most candles one klines request may return.
+KLINE_PAGE_LIMITS = {"binance": 1000, "bybit": 1000, "okx": 300}
+# OKX serves candles older than ~1440 bars from market/history-candles, which returns 100
+# at most; ccxt switches endpoint by `since`, so the page must shrink with it.
+OKX_HISTORY_PAGE_LIMIT = 100
+OKX_RECENT_BARS = 1439
+MARKET_PAGE_LIMIT = 100
+# Binance keeps open interest and long/short history for 30 days only.
+BINANCE_STATS_HISTORY_MS = 29 * 86_400_000
+
+MARKET_METRICS = ("funding_rate", "open_interest", "long_short_ratio")
+_METRIC_CAPABILITY = {
+    "funding_rate": "fetchFundingRateHistory",
+    "open_interest": "fetchOpenInterestHistory",
+    "long_short_ratio": "fetchLongShortRatioHistory",
+}
+FUNDING_PERIOD = "8h"
+FUNDING_PERIOD_MS = 8 * 3_600_000
+
+
+@dataclass(frozen=True)
+class Kline:
+    open_time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(frozen=True)
+class MarketPoint:
+    metric: str
+    period: str
+    ts_ms: int
+    value: float
+    value_usd: float | None = None
+    long_share: float | None = None
+    short_share: float | None = None
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def last_closed_open_time(now_ms: int, interval_ms: int, grace_ms: int) -> int:
+    """Open time of the newest candle that is surely closed at `now_ms`."""
+    return (now_ms - grace_ms) // interval_ms * interval_ms - interval_ms
+
+
+class MarketDataClient:
+    def __init__(self, exchange_id: str, client: ccxt.Exchange, retry: RetryPolicy, close_grace_ms: int = 3000,
+                 clock: Callable[[], int] = wall_clock_ms):
+        self.exchange_id = exchange_id
+        self.client = client
+        self.retry = retry
+        self.close_grace_ms = close_grace_ms
+        self.clock = clock
+
+    def _call(self, what: str, action):
+        return call_with_retry(action, self.retry, f"{self.exchange_id}.{what}")
+
+    def load_markets(self) -> None:
+        self._call("load_markets", self.client.load_markets)
+
+    def exchange_symbol(self, unified_symbol: str) -> str:
+        """The exchange's own id of a market; BadSymbol if the exchange does not list it."""
+        return self.client.market(unified_symbol)["id"]
+
+    def supports(self, metric: str) -> bool:
+        return bool(self.client.has.get(_METRIC_CAPABILITY[metric]))
+
+    # -- klines -----------------------------------------------------------------------
+
+    def kline_page_limit(self, since_ms: int, interval_ms: int, now_ms: int) -> int:
+        if self.exchange_id == "okx" and since_ms < now_ms - OKX_RECENT_BARS * interval_ms:
+            return OKX_HISTORY_PAGE_LIMIT
+        return KLINE_PAGE_LIMITS[self.exchange_id]
+
+    def closed_kline_pages(self, unified_symbol: str, interval: str, since_ms: int) -> Iterator[list[Kline]]:
+        """Pages of closed candles from `since_ms` (an open time) on, ascending, each once."""
+        interval_ms = INTERVAL_MS[interval]
+        now_ms = self.clock()
+        newest_closed = last_closed_open_time(now_ms, interval_ms, self.close_grace_ms)
+        cursor = since_ms // interval_ms * interval_ms
+        while cursor <= newest_closed:
+            limit = self.kline_page_limit(cursor, interval_ms, now_ms)
+            rows = self._call(f"fetch_ohlcv({unified_symbol},{interval})",
+                              lambda: self.client.fetch_ohlcv(unified_symbol, interval, since=cursor, limit=limit))
+            page = [Kline(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0.0))
+                    for r in rows if r[0] is not None and cursor <= r[0] <= newest_closed]
+            page.sort(key=lambda k: k.open_time_ms)
+            if page:
+                yield page
+                cursor = page[-1].open_time_ms + interval_ms
+            else:
+                # Nothing in this window: the exchange has a gap there (or no data yet).
+                # Step over the window; the gap is reported downstream, never filled.
+                cursor += limit * interval_ms
+
+    # -- sentiment inputs --------------------------------------------------------------
+
+    def market_points(self, unified_symbol: str, metric: str, period: str, since_ms: int) -> list[MarketPoint]:
+        """Points of `metric` with ts >= since_ms, ascending; pages until the exchange has no more."""
+        if self.exchange_id == "binance" and metric != "funding_rate":
+            since_ms = max(since_ms, self.clock() - BINANCE_STATS_HISTORY_MS)
+        points: list[MarketPoint] = []
+        cursor = since_ms
+        while True:
+            page = [p for p in self._market_page(unified_symbol, metric, period, cursor) if p.ts_ms >= cursor]
+            if not page:
+                return points
+            page.sort(key=lambda p: p.ts_ms)
+            points.extend(page)
+            cursor = page[-1].ts_ms + 1
+
+    def _market_page(self, unified_symbol: str, metric: str, period: str, since_ms: int) -> list[MarketPoint]:
+        what = f"{metric}({unified_symbol})"
+        if metric == "funding_rate":
+            rows = self._call(what, lambda: self.client.fetch_funding_rate_history(
+                unified_symbol, since=since_ms, limit=MARKET_PAGE_LIMIT))
+            return [MarketPoint(metric, FUNDING_PERIOD, int(r["timestamp"]), float(r["fundingRate"]))
+                    for r in rows if r.get("timestamp") is not None and r.get("fundingRate") is not None]
+        if metric == "open_interest":
+            rows = self._call(what, lambda: self.client.fetch_open_interest_history(
+                unified_symbol, period, since=since_ms, limit=MARKET_PAGE_LIMIT))
+            return [MarketPoint(metric, period, int(r["timestamp"]),
+                                float(r.get("openInterestAmount") or r.get("baseVolume") or 0.0),
+                                _optional_float(r.get("openInterestValue") or r.get("quoteVolume")))
+                    for r in rows if r.get("timestamp") is not None]
+        if metric == "long_short_ratio":
+            rows = self._call(what, lambda: self.client.fetch_long_short_ratio_history(
+                unified_symbol, period, since=since_ms, limit=MARKET_PAGE_LIMIT))
+            points = []
+            for r in rows:
+                ratio = _optional_float(r.get("longShortRatio"))
+                if r.get("timestamp") is None or ratio is None:
+                    continue
+                # ratio = long accounts / short accounts, so the long share is ratio / (1 + ratio).
+                points.append(MarketPoint(metric, period, int(r["timestamp"]), ratio, None,
+                                          ratio / (1 + ratio), 1 / (1 + ratio)))
+            return points
+        raise ValueError(f"unknown market metric {metric!r}; known: {', '.join(MARKET_METRICS)}")
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
