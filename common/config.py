@@ -61,6 +61,7 @@ class SparkConfig:
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str
+    topic_prefix: str
     controller_port: int
     broker_heap_mb: int
     topic_partitions: int
@@ -98,6 +99,7 @@ class ProducerConfig:
     retry_max_attempts: int
     retry_base_delay_ms: int
     retry_max_delay_ms: int
+    request_timeout_ms: int
     market_data: bool
     market_period: str
     api_base_url: str | None
@@ -116,10 +118,10 @@ class AppConfig:
     source: str
 
     def klines_topic(self, exchange: str) -> str:
-        return f"klines.{exchange}"
+        return f"{self.kafka.topic_prefix}klines.{exchange}"
 
     def market_topic(self, exchange: str) -> str:
-        return f"market.{exchange}"
+        return f"{self.kafka.topic_prefix}market.{exchange}"
 
     def topics(self) -> list[str]:
         return [
@@ -208,6 +210,7 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
         ),
         kafka=KafkaConfig(
             bootstrap_servers=bootstrap,
+            topic_prefix=get.topic_prefix("kafka", "topic_prefix"),
             controller_port=get.whole_number("kafka", "controller_port", 1, 65_535),
             broker_heap_mb=get.whole_number("kafka", "broker_heap_mb", 128, 512),
             topic_partitions=get.whole_number("kafka", "topic_partitions", 1, 1_000),
@@ -228,6 +231,7 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             retry_max_attempts=get.whole_number("producer", "retry_max_attempts", 1, 100),
             retry_base_delay_ms=get.whole_number("producer", "retry_base_delay_ms", 1, 600_000),
             retry_max_delay_ms=get.whole_number("producer", "retry_max_delay_ms", 1, 3_600_000),
+            request_timeout_ms=get.whole_number("producer", "request_timeout_ms", 100, 600_000),
             market_data=get.flag("producer", "market_data"),
             market_period=get.choice("producer", "market_period", ("5m", "15m", "30m", "1h", "4h", "1d")),
             api_base_url=get.optional_text("producer", "api_base_url"),
@@ -268,6 +272,12 @@ class _Getter:
         if not isinstance(value, str):
             raise ConfigError(f"[{section}] {key} = {value!r}: must be a string")
         return value.strip() or None
+
+    def topic_prefix(self, section: str, key: str) -> str:
+        value = self._value(section, key)
+        if not isinstance(value, str) or (value and not all(c.isalnum() or c in "._-" for c in value)):
+            raise ConfigError(f"[{section}] {key} = {value!r}: only letters, digits, '.', '_' and '-'")
+        return value
 
     def choice(self, section: str, key: str, allowed: tuple[str, ...]) -> str:
         value = self.text(section, key)

@@ -106,3 +106,19 @@ def kafka_broker(app_config):
     broker.start()
     yield broker
     broker.stop()
+
+
+_topic_prefixes = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def pipeline_env(app_env, kafka_broker, initialized_lake, tmp_path) -> dict[str, str]:
+    """The session's broker and lake, with topics and checkpoints of this test's own: each test
+    produces to <prefix>klines.<exchange> and finds its bronze rows by that topic."""
+    from common.kafka_broker import ensure_topics
+
+    env = dict(app_env)
+    env["CRYPTOBOT_KAFKA__TOPIC_PREFIX"] = f"t{next(_topic_prefixes)}-{tmp_path.name[:20]}."
+    env["CRYPTOBOT_LAKE__CHECKPOINT_ROOT"] = str(tmp_path / "checkpoints")
+    ensure_topics(load_config(env=env))
+    return env

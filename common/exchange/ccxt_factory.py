@@ -49,6 +49,9 @@ def create_ccxt_exchange(exchange_id: str, market_type: str = "swap", *, api_bas
         if credentials.password:
             params["password"] = credentials.password
     client = getattr(ccxt, exchange_id)(params)
+    # Keep the parsed body of the last response, so a body that was not JSON can be told
+    # from an empty answer (common/exchange/market_data.py).
+    client.enableLastJsonResponse = True
     if sandbox:
         client.set_sandbox_mode(True)  # replaces urls['api'], so any override comes after
     if api_base_url is not None:

@@ -79,7 +79,16 @@ class MarketDataClient:
         self.clock = clock
 
     def _call(self, what: str, action):
-        return call_with_retry(action, self.retry, f"{self.exchange_id}.{what}")
+        return call_with_retry(lambda: self._checked(action), self.retry, f"{self.exchange_id}.{what}")
+
+    def _checked(self, action):
+        """Run one ccxt call and refuse a body that was not JSON: ccxt itself quietly turns a
+        garbled page into an empty list, which would read as a gap in the exchange's data."""
+        result = action()
+        body = self.client.last_http_response
+        if isinstance(body, str) and body.strip() and self.client.last_json_response is None:
+            raise ccxt.BadResponse(f"{self.exchange_id} sent a body that is not JSON: {body[:80]!r}")
+        return result
 
     def load_markets(self) -> None:
         self._call("load_markets", self.client.load_markets)
@@ -93,10 +102,16 @@ class MarketDataClient:
 
     # -- klines -----------------------------------------------------------------------
 
-    def kline_page_limit(self, since_ms: int, interval_ms: int, now_ms: int) -> int:
-        if self.exchange_id == "okx" and since_ms < now_ms - OKX_RECENT_BARS * interval_ms:
-            return OKX_HISTORY_PAGE_LIMIT
-        return KLINE_PAGE_LIMITS[self.exchange_id]
+    def kline_page(self, since_ms: int, interval_ms: int, now_ms: int) -> tuple[int, dict]:
+        """The page size for a request from `since_ms`, and the params that go with it."""
+        if self.exchange_id != "okx":
+            return KLINE_PAGE_LIMITS[self.exchange_id], {}
+        # Say which OKX endpoint to use rather than let ccxt pick it by its own clock: the
+        # page size must match the endpoint, or history-candles returns only the newest 100
+        # of a 300-bar window and 200 bars are lost.
+        if since_ms < now_ms - OKX_RECENT_BARS * interval_ms:
+            return OKX_HISTORY_PAGE_LIMIT, {"type": "HistoryCandles"}
+        return KLINE_PAGE_LIMITS["okx"], {"type": "Candles"}
 
     def closed_kline_pages(self, unified_symbol: str, interval: str, since_ms: int) -> Iterator[list[Kline]]:
         """Pages of closed candles from `since_ms` (an open time) on, ascending, each once."""
@@ -105,9 +120,9 @@ class MarketDataClient:
         newest_closed = last_closed_open_time(now_ms, interval_ms, self.close_grace_ms)
         cursor = since_ms // interval_ms * interval_ms
         while cursor <= newest_closed:
-            limit = self.kline_page_limit(cursor, interval_ms, now_ms)
-            rows = self._call(f"fetch_ohlcv({unified_symbol},{interval})",
-                              lambda: self.client.fetch_ohlcv(unified_symbol, interval, since=cursor, limit=limit))
+            limit, params = self.kline_page(cursor, interval_ms, now_ms)
+            rows = self._call(f"fetch_ohlcv({unified_symbol},{interval})", lambda: self.client.fetch_ohlcv(
+                unified_symbol, interval, since=cursor, limit=limit, params=params))
             page = [Kline(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0.0))
                     for r in rows if r[0] is not None and cursor <= r[0] <= newest_closed]
             page.sort(key=lambda k: k.open_time_ms)

@@ -44,7 +44,7 @@ def retry_policy(config: AppConfig) -> RetryPolicy:
 
 def build_exchange_producer(exchange: str, config: AppConfig, kafka, since_ms: int | None) -> ExchangeProducer:
     client = create_ccxt_exchange(exchange, config.exchanges.market_type, api_base_url=config.producer.api_base_url,
-                                  sandbox=config.producer.sandbox)
+                                  sandbox=config.producer.sandbox, timeout_ms=config.producer.request_timeout_ms)
     market_data = MarketDataClient(exchange, client, retry_policy(config), config.producer.close_grace_ms)
     return ExchangeProducer(exchange, config, market_data, kafka, since_ms=since_ms)
 
