@@ -49,14 +49,28 @@ def create_ccxt_exchange(exchange_id: str, market_type: str = "swap", *, api_bas
         if credentials.password:
             params["password"] = credentials.password
     client = getattr(ccxt, exchange_id)(params)
-    # Keep the parsed body of the last response, so a body that was not JSON can be told
-    # from an empty answer (common/exchange/market_data.py).
-    client.enableLastJsonResponse = True
+    _count_non_json_responses(client)
     if sandbox:
         client.set_sandbox_mode(True)  # replaces urls['api'], so any override comes after
     if api_base_url is not None:
         client.urls["api"] = _rebase_urls(client.urls["api"], api_base_url, client.hostname)
     return client
+
+
+def _count_non_json_responses(client: ccxt.Exchange) -> None:
+    """ccxt turns a 200 response whose body is not JSON into None and goes on (an empty
+    candle list, an empty market list). Count such bodies on the client, so that the callers
+    can treat them as the temporary error they are (common/exchange/market_data.py)."""
+    parse_json = client.parse_json
+    client.non_json_responses = 0
+
+    def parse_json_counting_garbage(http_response):
+        parsed = parse_json(http_response)
+        if parsed is None and isinstance(http_response, str) and http_response.strip():
+            client.non_json_responses += 1
+        return parsed
+
+    client.parse_json = parse_json_counting_garbage
 
 
 def _rebase_urls(api_urls: Any, base_url: str, hostname: str | None) -> Any:

@@ -82,16 +82,18 @@ class MarketDataClient:
         return call_with_retry(lambda: self._checked(action), self.retry, f"{self.exchange_id}.{what}")
 
     def _checked(self, action):
-        """Run one ccxt call and refuse a body that was not JSON: ccxt itself quietly turns a
-        garbled page into an empty list, which would read as a gap in the exchange's data."""
+        """Run one ccxt call and refuse it if any response was not JSON: ccxt itself quietly
+        turns a garbled page into an empty list, which would read as a gap in the data."""
+        garbled_before = self.client.non_json_responses
         result = action()
-        body = self.client.last_http_response
-        if isinstance(body, str) and body.strip() and self.client.last_json_response is None:
-            raise ccxt.BadResponse(f"{self.exchange_id} sent a body that is not JSON: {body[:80]!r}")
+        if self.client.non_json_responses > garbled_before:
+            body = (self.client.last_http_response or "")[:80]
+            raise ccxt.BadResponse(f"{self.exchange_id} sent a body that is not JSON (last: {body!r})")
         return result
 
     def load_markets(self) -> None:
-        self._call("load_markets", self.client.load_markets)
+        # reload: a failed attempt may have cached an empty market list
+        self._call("load_markets", lambda: self.client.load_markets(reload=True))
 
     def exchange_symbol(self, unified_symbol: str) -> str:
         """The exchange's own id of a market; BadSymbol if the exchange does not list it."""

@@ -122,6 +122,7 @@ class FakeExchange:
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.forming_candle = False
         self.timeout_sleep_s = 3.0
+        self.latency_s = 0.0  # added to every answer: makes a backfill slow enough to interrupt
         self.requests: list[dict[str, Any]] = []
         self.unknown_requests: list[dict[str, Any]] = []
         self._series: dict[tuple[str, str, str], list[Candle]] = {
@@ -267,6 +268,8 @@ class FakeExchange:
             self.requests.append(record)
             if endpoint is None:
                 self.unknown_requests.append(record)
+        if self.latency_s:
+            self._stopping.wait(self.latency_s)
         if fault == "timeout":
             self._stopping.wait(self.timeout_sleep_s)  # the client gives up first; stop() cuts this short
         try:
