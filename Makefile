@@ -13,8 +13,9 @@ SPARK_ENV   = PATH=$(CURDIR)/$(VENV)/bin:$$PATH SPARK_CONF_DIR=$(CURDIR)/conf
 SPARK_MASTER ?= local[2]
 JOB         ?= init_tables
 PYTEST_ARGS ?=
+ARGS        ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init sql submit bench test test-unit test-spark \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream sql submit bench test test-unit test-spark \
         test-integration dist clean clean-data
 
 setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed samples/.installed
@@ -61,6 +62,18 @@ kafka-status: setup
 
 init: setup
 	$(CRYPTOBOT) init
+
+# Ingestion. ARGS passes options through, e.g. make produce ARGS="--once --since 2024-01-01"
+produce: setup
+	$(CRYPTOBOT) produce $(ARGS)
+
+# The sample series (or ARGS="--from file --file x.csv ...") into Kafka.
+replay: setup
+	$(CRYPTOBOT) replay $(if $(ARGS),$(ARGS),--from sample)
+
+# The streaming app: Kafka -> bronze. make stream ARGS=--available-now to drain and exit.
+stream: setup
+	$(CRYPTOBOT) stream $(ARGS)
 
 # Interactive Spark SQL over the lake (tables registered by an init script).
 sql: setup

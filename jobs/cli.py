@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     stream = commands.add_parser("stream", help="run the streaming app (Kafka -> bronze)")
     stream.add_argument("--available-now", action="store_true",
                         help="process everything available, then exit")
+    stream.add_argument("--max-offsets-per-trigger", type=int, default=None,
+                        help="Kafka messages per micro-batch at most (default: [streaming] in the config)")
+    stream.add_argument("--trigger-interval-seconds", type=int, default=None,
+                        help="seconds between micro-batches (default: [streaming] in the config)")
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -168,9 +172,18 @@ def _replay(args, config) -> int:
 
 
 def _stream(args, config) -> int:
+    from dataclasses import replace
+
     from common.spark_session import build_spark_session
     from streaming.app import run_stream
 
+    overrides = {"max_offsets_per_trigger": args.max_offsets_per_trigger,
+                 "trigger_interval_seconds": args.trigger_interval_seconds}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if any(v < 1 for v in overrides.values()):
+        print("stream: --max-offsets-per-trigger and --trigger-interval-seconds must be at least 1", file=sys.stderr)
+        return 2
+    config = replace(config, streaming=replace(config.streaming, **overrides))
     spark = build_spark_session(config, "cryptobot-stream")
     try:
         print(run_stream(spark, config, available_now=args.available_now).describe())

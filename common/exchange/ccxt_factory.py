@@ -49,6 +49,8 @@ def create_ccxt_exchange(exchange_id: str, market_type: str = "swap", *, api_bas
         if credentials.password:
             params["password"] = credentials.password
     client = getattr(ccxt, exchange_id)(params)
+    # The raw klines carry quote volume and trade counts that ccxt's unified OHLCV drops.
+    client.enableLastJsonResponse = True
     _count_non_json_responses(client)
     if sandbox:
         client.set_sandbox_mode(True)  # replaces urls['api'], so any override comes after

@@ -47,6 +47,8 @@ class Kline:
     low: float
     close: float
     volume: float
+    quote_volume: float | None = None
+    trade_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,9 @@ class MarketDataClient:
             limit, params = self.kline_page(cursor, interval_ms, now_ms)
             rows = self._call(f"fetch_ohlcv({unified_symbol},{interval})", lambda: self.client.fetch_ohlcv(
                 unified_symbol, interval, since=cursor, limit=limit, params=params))
-            page = [Kline(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0.0))
+            extras = raw_kline_extras(self.exchange_id, self.client.last_json_response)
+            page = [Kline(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0.0),
+                          *extras.get(int(r[0]), (None, None)))
                     for r in rows if r[0] is not None and cursor <= r[0] <= newest_closed]
             page.sort(key=lambda k: k.open_time_ms)
             if page:
@@ -179,6 +183,22 @@ class MarketDataClient:
                                           ratio / (1 + ratio), 1 / (1 + ratio)))
             return points
         raise ValueError(f"unknown market metric {metric!r}; known: {', '.join(MARKET_METRICS)}")
+
+
+def raw_kline_extras(exchange_id: str, raw) -> dict[int, tuple[float | None, int | None]]:
+    """{open_time: (quote volume, trade count)} from the exchange's raw klines response, which
+    carries what ccxt's unified [ts, o, h, l, c, v] drops. Binance: index 7 quote volume, 8
+    trades; Bybit: index 6 turnover; OKX: index 7 volCcyQuote. Anything unexpected: nothing."""
+    try:
+        if exchange_id == "binance":
+            return {int(r[0]): (float(r[7]), int(r[8])) for r in raw}
+        if exchange_id == "bybit":
+            return {int(r[0]): (float(r[6]), None) for r in raw["result"]["list"]}
+        if exchange_id == "okx":
+            return {int(r[0]): (float(r[7]), None) for r in raw["data"]}
+    except (TypeError, KeyError, IndexError, ValueError):
+        pass
+    return {}
 
 
 def _optional_float(value) -> float | None:

@@ -146,7 +146,8 @@ class ExchangeProducer:
             records = [(stream.key, encode(kline_message(
                 exchange=self.exchange, symbol=stream.symbol, exchange_symbol=stream.exchange_symbol,
                 ccxt_symbol=stream.ccxt_symbol, interval=stream.name, kline=k, source=self.exchange,
-                produced_at_ms=produced_at))) for k in page]
+                produced_at_ms=produced_at, quote_volume=k.quote_volume, trade_count=k.trade_count)))
+                for k in page]
             sent += send_confirmed(self.kafka, self.klines_topic, records)
             stream.next_time_ms = page[-1].open_time_ms + interval_ms
         stream.sent += sent
