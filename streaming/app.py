@@ -1,8 +1,10 @@
-"""`cryptobot stream`: the streaming app, one Spark driver running the pipeline's queries
-(for now the bronze queries: every exchange's klines and market topics into bronze).
+"""`cryptobot stream`: the streaming app, one Spark driver running the pipeline's queries:
+Kafka -> bronze (raw), bronze -> silver (validated, quarantined, deduplicated),
+silver -> unified and consolidated. Each query has its own checkpoint.
 
-`available_now` processes everything Kafka holds and returns (replays, tests, cron);
-otherwise the queries run on the configured trigger until SIGTERM or Ctrl-C.
+`available_now` drains everything available stage by stage (bronze, then silver, then
+unified) and returns: for replays, tests, cron. Otherwise every query runs on the
+configured trigger until SIGTERM or Ctrl-C.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 
 from common.config import AppConfig
 from streaming.bronze import bronze_queries, start_bronze_query
+from streaming.silver import silver_queries, start_silver_query
+from streaming.unified import start_unified_query
 
 log = logging.getLogger(__name__)
 
@@ -23,31 +27,58 @@ class StreamReport:
 
     def describe(self) -> str:
         return "\n".join([f"rows processed: {sum(self.rows.values())}"] +
-                         [f"  {name}: {count}" for name, count in sorted(self.rows.items())])
+                         [f"  {name}: {count}" for name, count in self.rows.items()])
+
+
+def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: list[str] | None = None):
+    """Functions starting each stage's queries, in data-flow order."""
+    return [
+        lambda: [start_bronze_query(spark, config, q, available_now) for q in bronze_queries(config, exchanges)],
+        lambda: [start_silver_query(spark, config, q, available_now) for q in silver_queries(config, exchanges)],
+        lambda: [start_unified_query(spark, config, kind, available_now) for kind in ("klines", "market")],
+    ]
 
 
 def run_stream(spark, config: AppConfig, available_now: bool = False, stop: threading.Event | None = None,
-               exchanges: list[str] | None = None) -> StreamReport:
-    queries = [start_bronze_query(spark, config, q, available_now) for q in bronze_queries(config, exchanges)]
-    log.info("event=stream_started queries=%s available_now=%s", ",".join(q.name for q in queries), available_now)
+               exchanges: list[str] | None = None, stages: int | None = None) -> StreamReport:
+    """Run the pipeline (or its first `stages` stages: 1 = bronze only)."""
+    starters = pipeline_stages(spark, config, available_now, exchanges)[:stages]
     report = StreamReport()
+    if available_now:
+        for start in starters:
+            _drain(start(), report)
+        return report
+    queries = [q for start in starters for q in start()]
+    log.info("event=stream_started queries=%s", ",".join(q.name for q in queries))
+    stop = stop or _stop_on_signals()
     try:
-        if available_now:
-            for query in queries:
-                query.awaitTermination()
-        else:
-            stop = stop or _stop_on_signals()
-            while not stop.is_set() and all(q.isActive for q in queries):
-                stop.wait(1.0)
+        while not stop.is_set() and all(q.isActive for q in queries):
+            stop.wait(1.0)
     finally:
         for query in queries:
-            report.rows[query.name] = sum(p.get("numInputRows", 0) for p in query.recentProgress)
             if query.isActive:
                 query.stop()
+    _collect(queries, report)
+    return report
+
+
+def _drain(queries, report: StreamReport) -> None:
+    try:
+        for query in queries:
+            query.awaitTermination()
+    finally:
+        for query in queries:
+            if query.isActive:
+                query.stop()
+    _collect(queries, report)
+
+
+def _collect(queries, report: StreamReport) -> None:
+    for query in queries:
+        report.rows[query.name] = sum(p.get("numInputRows", 0) for p in query.recentProgress)
     failed = [q for q in queries if q.exception() is not None]
     if failed:
         raise RuntimeError("; ".join(f"{q.name}: {q.exception()}" for q in failed))
-    return report
 
 
 def _stop_on_signals() -> threading.Event:

@@ -1,0 +1,348 @@
+"""Silver: bronze's raw messages parsed, validated and deduplicated into
+silver.<exchange>_klines and silver.<exchange>_market; every rejected message goes to
+silver.quarantine with its reason. Nothing is dropped silently.
+
+Each micro-batch reads like the sentence "parse, validate, quarantine the bad, dedupe,
+merge the good". The verbs are pure DataFrame functions, tested on hand-built rows; the
+foreachBatch functions are safe to run twice on the same batch (a crash between the write
+and the checkpoint): the MERGE only replaces a row with a later Kafka message of its key,
+and the quarantine append is idempotent through Delta's txnAppId/txnVersion.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import reduce
+from typing import Iterable
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from common.catalog import table_location, table_spec
+from common.config import INTERVAL_MS, AppConfig
+
+log = logging.getLogger(__name__)
+
+KNOWN_SCHEMA_VERSIONS = (1,)
+# A message from further ahead than this is not a clock skew but garbage.
+MAX_FUTURE_MS = 86_400_000
+MARKET_METRICS = ("funding_rate", "open_interest", "long_short_ratio")
+
+# Field name in the message -> Spark type it must convert to. Required fields first.
+KLINE_REQUIRED = {"schema_version": "int", "exchange": "string", "symbol": "string", "interval": "string",
+                  "open_time": "bigint", "open": "double", "high": "double", "low": "double", "close": "double",
+                  "volume": "double"}
+KLINE_OPTIONAL = {"exchange_symbol": "string", "ccxt_symbol": "string", "close_time": "bigint",
+                  "quote_volume": "double", "trade_count": "bigint", "source": "string", "produced_at": "bigint"}
+MARKET_REQUIRED = {"schema_version": "int", "exchange": "string", "symbol": "string", "metric": "string",
+                   "period": "string", "ts": "bigint", "value": "double"}
+MARKET_OPTIONAL = {"exchange_symbol": "string", "ccxt_symbol": "string", "value_usd": "double",
+                   "long_share": "double", "short_share": "double", "source": "string", "produced_at": "bigint"}
+NUMERIC_TYPES = ("int", "bigint", "double")
+
+
+@dataclass(frozen=True)
+class Rule:
+    reason: str
+    failed: Column  # true where the row breaks the rule
+    detail: Column
+
+
+# -- parse -----------------------------------------------------------------------------------
+
+def parse_messages(bronze: DataFrame, required: dict[str, str], optional: dict[str, str]) -> DataFrame:
+    """Bronze rows + the JSON value parsed: `_json` (a VARIANT, null when the value is not
+    JSON), each field typed (null when missing or of the wrong type), and for each field
+    whether it was present at all (`_has_<field>`)."""
+    parsed = bronze.withColumn("_json", F.try_parse_json("value"))
+    columns = [F.expr("schema_of_variant(_json)").alias("_json_type")]
+    for name, spark_type in {**required, **optional}.items():
+        raw = F.try_variant_get("_json", f"$.{name}", "variant")
+        present = raw.isNotNull() & ~F.is_variant_null(raw)
+        columns += [present.alias(f"_has_{name}"),
+                    F.try_variant_get("_json", f"$.{name}", spark_type).alias(f"_v_{name}")]
+    return parsed.select("*", *columns)
+
+
+# -- validate --------------------------------------------------------------------------------
+
+def _first_missing(fields: Iterable[str]) -> Column:
+    missing = [F.when(~F.col(f"_has_{f}"), F.lit(f)) for f in fields]
+    return F.concat_ws(", ", *missing)
+
+
+def _basic_rules(required: dict[str, str], optional: dict[str, str]) -> list[Rule]:
+    numeric = [f for f, t in {**required, **optional}.items() if t in NUMERIC_TYPES]
+    non_numeric = [F.when(F.col(f"_has_{f}") & F.col(f"_v_{f}").isNull(), F.lit(f)) for f in numeric]
+    doubles = [f for f, t in {**required, **optional}.items() if t == "double"]
+    non_finite = [F.when(F.isnan(f"_v_{f}") | (F.abs(F.col(f"_v_{f}")) == float("inf")), F.lit(f))
+                  for f in doubles]
+    return [
+        Rule("empty_message", F.col("value").isNull(), F.lit("the Kafka message has no value")),
+        Rule("not_json", F.col("_json").isNull(), F.lit("the value is not valid JSON")),
+        Rule("not_an_object", ~F.col("_json_type").startswith("OBJECT"),
+             F.concat(F.lit("the JSON value is a "), F.col("_json_type"))),
+        Rule("missing_field", reduce(lambda a, b: a | b, [~F.col(f"_has_{f}") for f in required]),
+             F.concat(F.lit("missing or null: "), _first_missing(required))),
+        Rule("unknown_schema_version", ~F.col("_v_schema_version").isin(*KNOWN_SCHEMA_VERSIONS),
+             F.concat(F.lit("schema_version "), F.col("_v_schema_version").cast("string"),
+                      F.lit(f"; known: {', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}"))),
+        Rule("non_numeric", F.concat_ws(", ", *non_numeric) != "",
+             F.concat(F.lit("not a number: "), F.concat_ws(", ", *non_numeric))),
+        Rule("non_finite", F.concat_ws(", ", *non_finite) != "",
+             F.concat(F.lit("NaN or infinite: "), F.concat_ws(", ", *non_finite))),
+    ]
+
+
+def kline_rules(exchange: str, symbols: Iterable[str], now_ms: int) -> list[Rule]:
+    symbols = list(symbols)
+    interval_ms = F.element_at(F.create_map(*[x for i, ms in INTERVAL_MS.items() for x in (F.lit(i), F.lit(ms))]),
+                               F.col("_v_interval"))
+    return _basic_rules(KLINE_REQUIRED, KLINE_OPTIONAL) + [
+        Rule("unknown_exchange", F.col("_v_exchange") != exchange,
+             F.concat(F.lit("exchange "), F.col("_v_exchange"), F.lit(f" in the {exchange} topic"))),
+        Rule("unknown_symbol", ~F.col("_v_symbol").isin(*symbols),
+             F.concat(F.lit("symbol "), F.col("_v_symbol"), F.lit(f" is not configured ({', '.join(symbols)})"))),
+        Rule("unknown_interval", interval_ms.isNull(), F.concat(F.lit("interval "), F.col("_v_interval"))),
+        Rule("misaligned_open_time", F.col("_v_open_time") % interval_ms != 0,
+             F.concat(F.lit("open_time "), F.col("_v_open_time").cast("string"), F.lit(" is not a multiple of "),
+                      F.col("_v_interval"))),
+        Rule("future_open_time", F.col("_v_open_time") > now_ms + MAX_FUTURE_MS,
+             F.concat(F.lit("open_time "), F.col("_v_open_time").cast("string"), F.lit(" is more than a day ahead"))),
+        Rule("high_below_open_close", F.col("_v_high") < F.greatest("_v_open", "_v_close"),
+             F.concat(F.lit("high "), F.col("_v_high").cast("string"), F.lit(" < max(open, close)"))),
+        Rule("low_above_open_close", F.col("_v_low") > F.least("_v_open", "_v_close"),
+             F.concat(F.lit("low "), F.col("_v_low").cast("string"), F.lit(" > min(open, close)"))),
+        Rule("negative_volume", F.col("_v_volume") < 0,
+             F.concat(F.lit("volume "), F.col("_v_volume").cast("string"))),
+    ]
+
+
+def market_rules(exchange: str, symbols: Iterable[str], now_ms: int) -> list[Rule]:
+    symbols = list(symbols)
+    return _basic_rules(MARKET_REQUIRED, MARKET_OPTIONAL) + [
+        Rule("unknown_exchange", F.col("_v_exchange") != exchange,
+             F.concat(F.lit("exchange "), F.col("_v_exchange"), F.lit(f" in the {exchange} topic"))),
+        Rule("unknown_symbol", ~F.col("_v_symbol").isin(*symbols),
+             F.concat(F.lit("symbol "), F.col("_v_symbol"), F.lit(" is not configured"))),
+        Rule("unknown_metric", ~F.col("_v_metric").isin(*MARKET_METRICS),
+             F.concat(F.lit("metric "), F.col("_v_metric"))),
+        Rule("future_timestamp", F.col("_v_ts") > now_ms + MAX_FUTURE_MS,
+             F.concat(F.lit("ts "), F.col("_v_ts").cast("string"), F.lit(" is more than a day ahead"))),
+        Rule("negative_value", (F.col("_v_metric") != "funding_rate") & (F.col("_v_value") < 0),
+             F.concat(F.lit("value "), F.col("_v_value").cast("string"))),
+    ]
+
+
+def classify(parsed: DataFrame, rules: list[Rule]) -> DataFrame:
+    """Adds `quarantine_reason` and `quarantine_detail`: the first rule the row breaks, or null.
+    A rule whose inputs are null (because an earlier rule failed) does not fire on its own."""
+    reason, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
+    for rule in reversed(rules):
+        failed = F.coalesce(rule.failed, F.lit(False))
+        reason = F.when(failed, F.lit(rule.reason)).otherwise(reason)
+        detail = F.when(failed, rule.detail).otherwise(detail)
+    return parsed.withColumn("quarantine_reason", reason).withColumn("quarantine_detail", detail)
+
+
+# -- quarantine ------------------------------------------------------------------------------
+
+def to_quarantine_rows(classified: DataFrame, source_table: str, exchange: str, kind: str) -> DataFrame:
+    bad = classified.where(F.col("quarantine_reason").isNotNull())
+    return bad.select(
+        F.sha2(F.concat_ws("|", "topic", "partition", "offset"), 256).alias("quarantine_id"),
+        F.lit(source_table).alias("source_table"),
+        F.lit(exchange).alias("exchange"),
+        F.lit(kind).alias("kind"),
+        F.col("quarantine_reason").alias("reason"),
+        F.col("quarantine_detail").alias("detail"),
+        F.col("key").alias("raw_key"),
+        F.col("value").alias("raw_value"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        "kafka_timestamp",
+        "ingested_at",
+        F.current_timestamp().alias("quarantined_at"),
+    ).withColumn("quarantine_date", F.to_date("quarantined_at"))
+
+
+# -- the good rows ---------------------------------------------------------------------------
+
+def to_silver_klines(classified: DataFrame) -> DataFrame:
+    good = classified.where(F.col("quarantine_reason").isNull())
+    interval_ms = F.element_at(F.create_map(*[x for i, ms in INTERVAL_MS.items() for x in (F.lit(i), F.lit(ms))]),
+                               F.col("_v_interval"))
+    return good.select(
+        F.col("_v_exchange").alias("exchange"),
+        F.col("_v_symbol").alias("symbol"),
+        F.col("_v_exchange_symbol").alias("exchange_symbol"),
+        F.col("_v_ccxt_symbol").alias("ccxt_symbol"),
+        F.col("_v_interval").alias("interval"),
+        F.col("_v_open_time").alias("open_time_ms"),
+        F.timestamp_millis("_v_open_time").alias("open_time"),
+        (F.col("_v_open_time") + interval_ms - 1).alias("close_time_ms"),
+        F.col("_v_open").alias("open"),
+        F.col("_v_high").alias("high"),
+        F.col("_v_low").alias("low"),
+        F.col("_v_close").alias("close"),
+        F.col("_v_volume").alias("volume"),
+        F.col("_v_quote_volume").alias("quote_volume"),
+        F.col("_v_trade_count").alias("trade_count"),
+        F.col("_v_source").alias("source"),
+        F.col("_v_schema_version").alias("schema_version"),
+        F.col("_v_produced_at").alias("produced_at_ms"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        "ingested_at",
+        F.current_timestamp().alias("updated_at"),
+    )
+
+
+def to_silver_market(classified: DataFrame) -> DataFrame:
+    good = classified.where(F.col("quarantine_reason").isNull())
+    return good.select(
+        F.col("_v_exchange").alias("exchange"),
+        F.col("_v_symbol").alias("symbol"),
+        F.col("_v_exchange_symbol").alias("exchange_symbol"),
+        F.col("_v_ccxt_symbol").alias("ccxt_symbol"),
+        F.col("_v_metric").alias("metric"),
+        F.col("_v_period").alias("period"),
+        F.col("_v_ts").alias("ts_ms"),
+        F.timestamp_millis("_v_ts").alias("ts"),
+        F.col("_v_value").alias("value"),
+        F.col("_v_value_usd").alias("value_usd"),
+        F.col("_v_long_share").alias("long_share"),
+        F.col("_v_short_share").alias("short_share"),
+        F.col("_v_source").alias("source"),
+        F.col("_v_schema_version").alias("schema_version"),
+        F.col("_v_produced_at").alias("produced_at_ms"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        "ingested_at",
+        F.current_timestamp().alias("updated_at"),
+    )
+
+
+KLINE_KEY = ("exchange", "symbol", "interval", "open_time_ms")
+MARKET_KEY = ("exchange", "symbol", "metric", "period", "ts_ms")
+
+
+def latest_per_key(rows: DataFrame, key: Iterable[str]) -> DataFrame:
+    """One row per key: the latest Kafka message (a key always goes to one partition, so
+    its offsets order its messages; the partition only breaks ties across topics)."""
+    order = Window.partitionBy(*key).orderBy(F.col("kafka_offset").desc(), F.col("kafka_partition").desc())
+    return rows.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
+
+
+def merge_latest(spark: SparkSession, target_location: str, updates: DataFrame, key: Iterable[str],
+                 partition_column: str | None = None) -> None:
+    """MERGE deduplicated rows into a Delta table: insert new keys; replace a row only with a
+    later message of its key (so re-running a batch, or replaying older data, changes nothing)."""
+    from delta.tables import DeltaTable
+
+    key = list(key)
+    condition = " AND ".join(f"t.{k} = s.{k}" for k in key)
+    if partition_column:
+        values = [r[0] for r in updates.select(partition_column).distinct().collect()]
+        if not values:
+            return
+        quoted = ", ".join("'" + str(v).replace("'", "") + "'" for v in values)
+        condition = f"t.{partition_column} IN ({quoted}) AND {condition}"  # prunes partitions
+    later = ("s.kafka_topic <> t.kafka_topic OR s.kafka_partition <> t.kafka_partition "
+             "OR s.kafka_offset > t.kafka_offset")
+    (DeltaTable.forPath(spark, target_location).alias("t")
+     .merge(updates.alias("s"), condition)
+     .whenMatchedUpdateAll(condition=later)
+     .whenNotMatchedInsertAll()
+     .execute())
+
+
+def append_once(rows: DataFrame, location: str, app_id: str, batch_id: int) -> None:
+    """Append idempotently: Delta skips a (txnAppId, txnVersion) it has committed before."""
+    (rows.write.format("delta").mode("append")
+     .option("txnAppId", app_id).option("txnVersion", batch_id)
+     .save(location))
+
+
+# -- the streaming queries -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SilverQuery:
+    exchange: str
+    kind: str  # klines | market
+    bronze_table: str
+    bronze_location: str
+    silver_table: str
+    silver_location: str
+    quarantine_location: str
+    checkpoint: str
+
+    @property
+    def name(self) -> str:
+        return f"silver_{self.exchange}_{self.kind}"
+
+    @property
+    def app_id(self) -> str:
+        """Names this query's idempotent writes; tied to its checkpoint, since batch ids start
+        again at 0 with a new one and a reused id would make Delta skip real data."""
+        digest = hashlib.sha1(self.checkpoint.encode()).hexdigest()[:12]
+        return f"cryptobot-{self.name}-{digest}"
+
+
+def silver_queries(config: AppConfig, exchanges: list[str] | None = None) -> list[SilverQuery]:
+    quarantine = table_location(config, table_spec(config, "silver.quarantine"))
+    queries = []
+    for exchange in exchanges or config.exchanges.enabled:
+        for kind in ("klines", "market"):
+            bronze = table_spec(config, f"bronze.{exchange}_{kind}")
+            silver = table_spec(config, f"silver.{exchange}_{kind}")
+            queries.append(SilverQuery(exchange, kind, bronze.qualified_name, table_location(config, bronze),
+                                       silver.qualified_name, table_location(config, silver), quarantine,
+                                       config.lake.checkpoint_path(f"silver_{exchange}_{kind}")))
+    return queries
+
+
+def process_batch(spark: SparkSession, config: AppConfig, query: SilverQuery, bronze_batch: DataFrame,
+                  batch_id: int, now_ms: int) -> None:
+    """Parse, validate, quarantine the bad, dedupe, merge the good."""
+    if query.kind == "klines":
+        parsed = parse_messages(bronze_batch, KLINE_REQUIRED, KLINE_OPTIONAL)
+        classified = classify(parsed, kline_rules(query.exchange, config.exchanges.symbols, now_ms))
+    else:
+        parsed = parse_messages(bronze_batch, MARKET_REQUIRED, MARKET_OPTIONAL)
+        classified = classify(parsed, market_rules(query.exchange, config.exchanges.symbols, now_ms))
+    classified = classified.persist()
+    try:
+        append_once(to_quarantine_rows(classified, query.bronze_table, query.exchange, query.kind),
+                    query.quarantine_location, f"{query.app_id}-quarantine", batch_id)
+        if query.kind == "klines":
+            merge_latest(spark, query.silver_location, latest_per_key(to_silver_klines(classified), KLINE_KEY),
+                         KLINE_KEY, partition_column="interval")
+        else:
+            merge_latest(spark, query.silver_location, latest_per_key(to_silver_market(classified), MARKET_KEY),
+                         MARKET_KEY, partition_column="metric")
+    finally:
+        classified.unpersist()
+
+
+def start_silver_query(spark: SparkSession, config: AppConfig, query: SilverQuery, available_now: bool):
+    import time
+
+    def upsert_silver(batch: DataFrame, batch_id: int) -> None:
+        process_batch(spark, config, query, batch, batch_id, int(time.time() * 1000))
+
+    writer = (spark.readStream.format("delta")
+              .option("maxFilesPerTrigger", 1000)
+              .load(query.bronze_location)
+              .writeStream.queryName(query.name)
+              .option("checkpointLocation", query.checkpoint)
+              .foreachBatch(upsert_silver))
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{config.streaming.trigger_interval_seconds} seconds")
+    return writer.start()
