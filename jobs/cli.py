@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--trigger-interval-seconds", type=int, default=None,
                         help="seconds between micro-batches (default: [streaming] in the config)")
 
+    sanity = commands.add_parser("sanity", help="check bronze -> silver reconciliation and the unified klines; "
+                                                "exit 1 when a check fails")
+    sanity.add_argument("--max-staleness-minutes", type=float, default=None,
+                        help="fail a stream whose last closed candle is older than this (default: report only)")
+    sanity.add_argument("--symbol", action="append", default=None,
+                        help="check only this canonical symbol (repeatable; default: all)")
+
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -192,6 +199,22 @@ def _stream(args, config) -> int:
     return 0
 
 
+def _sanity(args, config) -> int:
+    from common.spark_session import build_spark_session
+    from jobs.sanity_checks import FAIL, check_unified, format_report, reconcile_bronze_to_silver, record_results
+
+    spark = build_spark_session(config, "cryptobot-sanity")
+    try:
+        results = reconcile_bronze_to_silver(spark, config, symbols=args.symbol) + check_unified(
+            spark, config, max_staleness_minutes=args.max_staleness_minutes, symbols=args.symbol)
+        run_id = record_results(spark, results)
+    finally:
+        spark.stop()
+    print(format_report(results))
+    print(f"recorded in gold.sanity_results, run_id {run_id}")
+    return 1 if any(r.status == FAIL for r in results) else 0
+
+
 def parse_utc_ms(text: str) -> int:
     """'2024-01-01' or '2024-01-01T12:00' (UTC unless an offset is given) -> epoch ms."""
     from datetime import datetime, timezone
@@ -211,7 +234,7 @@ def _first_line(err: Exception) -> str:
 
 
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
-            "produce": _produce, "replay": _replay, "stream": _stream}
+            "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity}
 
 if __name__ == "__main__":
     sys.exit(main())
