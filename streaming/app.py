@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 from common.config import AppConfig
@@ -24,10 +25,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class StreamReport:
     rows: dict[str, int] = field(default_factory=dict)  # query name -> input rows processed
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time (available-now)
 
     def describe(self) -> str:
         return "\n".join([f"rows processed: {sum(self.rows.values())}"] +
                          [f"  {name}: {count}" for name, count in self.rows.items()])
+
+
+STAGE_NAMES = ("bronze", "silver", "unified")
 
 
 def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: list[str] | None = None):
@@ -45,8 +50,11 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     starters = pipeline_stages(spark, config, available_now, exchanges)[:stages]
     report = StreamReport()
     if available_now:
-        for start in starters:
+        for stage, start in zip(STAGE_NAMES, starters):
+            started = time.monotonic()
             _drain(start(), report)
+            report.stage_seconds[stage] = round(time.monotonic() - started, 1)
+            log.info("event=stage_drained stage=%s seconds=%.1f", stage, report.stage_seconds[stage])
         return report
     queries = [q for start in starters for q in start()]
     log.info("event=stream_started queries=%s", ",".join(q.name for q in queries))
