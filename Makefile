@@ -15,7 +15,7 @@ JOB         ?= init_tables
 PYTEST_ARGS ?=
 ARGS        ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream sql submit bench test test-unit test-spark \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream sanity sql submit bench test test-unit test-spark \
         test-integration dist clean clean-data
 
 setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed samples/.installed
@@ -75,6 +75,10 @@ replay: setup
 stream: setup
 	$(CRYPTOBOT) stream $(ARGS)
 
+# Reconciliation and data checks; exits non-zero when one fails.
+sanity: setup
+	$(CRYPTOBOT) sanity $(ARGS)
+
 # Interactive Spark SQL over the lake (tables registered by an init script).
 sql: setup
 	@mkdir -p data
@@ -104,6 +108,7 @@ test-integration: setup
 # Figures: start-up and init times of the local stack.
 bench: setup
 	$(PY) bench/startup.py
+	$(PY) bench/replay_throughput.py
 
 # A wheel and a zip of the code, for spark-submit --py-files on a cluster.
 dist: setup
