@@ -52,17 +52,17 @@ class Rule:
 # -- parse -----------------------------------------------------------------------------------
 
 def parse_messages(bronze: DataFrame, required: dict[str, str], optional: dict[str, str]) -> DataFrame:
-    """Bronze rows + the JSON value parsed: `_json` (a VARIANT, null when the value is not
-    JSON), each field typed (null when missing or of the wrong type), and for each field
-    whether it was present at all (`_has_<field>`)."""
+    """Bronze rows + the JSON value parsed: `_json_ok` (false when the value is not JSON),
+    each field typed (null when missing or of the wrong type), and for each field whether it
+    was present at all (`_has_<field>`)."""
     parsed = bronze.withColumn("_json", F.try_parse_json("value"))
-    columns = [F.expr("schema_of_variant(_json)").alias("_json_type")]
+    columns = [F.col("_json").isNotNull().alias("_json_ok"), F.expr("schema_of_variant(_json)").alias("_json_type")]
     for name, spark_type in {**required, **optional}.items():
         raw = F.try_variant_get("_json", f"$.{name}", "variant")
         present = raw.isNotNull() & ~F.is_variant_null(raw)
         columns += [present.alias(f"_has_{name}"),
                     F.try_variant_get("_json", f"$.{name}", spark_type).alias(f"_v_{name}")]
-    return parsed.select("*", *columns)
+    return parsed.select("*", *columns).drop("_json")
 
 
 # -- validate --------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def _basic_rules(required: dict[str, str], optional: dict[str, str]) -> list[Rul
                   for f in doubles]
     return [
         Rule("empty_message", F.col("value").isNull(), F.lit("the Kafka message has no value")),
-        Rule("not_json", F.col("_json").isNull(), F.lit("the value is not valid JSON")),
+        Rule("not_json", ~F.col("_json_ok"), F.lit("the value is not valid JSON")),
         Rule("not_an_object", ~F.col("_json_type").startswith("OBJECT"),
              F.concat(F.lit("the JSON value is a "), F.col("_json_type"))),
         Rule("missing_field", reduce(lambda a, b: a | b, [~F.col(f"_has_{f}") for f in required]),
@@ -239,19 +239,19 @@ def latest_per_key(rows: DataFrame, key: Iterable[str]) -> DataFrame:
 
 
 def merge_latest(spark: SparkSession, target_location: str, updates: DataFrame, key: Iterable[str],
-                 partition_column: str | None = None) -> None:
+                 partition_column: str | None = None, time_column: str | None = None) -> None:
     """MERGE deduplicated rows into a Delta table: insert new keys; replace a row only with a
-    later message of its key (so re-running a batch, or replaying older data, changes nothing)."""
+    later message of its key (so re-running a batch, or replaying older data, changes nothing).
+    The batch's partition values and time range go into the condition as literals, so Delta
+    reads only the target files that can hold those keys."""
     from delta.tables import DeltaTable
 
     key = list(key)
     condition = " AND ".join(f"t.{k} = s.{k}" for k in key)
-    if partition_column:
-        values = [r[0] for r in updates.select(partition_column).distinct().collect()]
-        if not values:
-            return
-        quoted = ", ".join("'" + str(v).replace("'", "") + "'" for v in values)
-        condition = f"t.{partition_column} IN ({quoted}) AND {condition}"  # prunes partitions
+    pruning = merge_pruning(updates, partition_column, time_column)
+    if pruning is None:
+        return  # nothing to merge
+    condition = " AND ".join(pruning + [condition])
     later = ("s.kafka_topic <> t.kafka_topic OR s.kafka_partition <> t.kafka_partition "
              "OR s.kafka_offset > t.kafka_offset")
     (DeltaTable.forPath(spark, target_location).alias("t")
@@ -259,6 +259,25 @@ def merge_latest(spark: SparkSession, target_location: str, updates: DataFrame, 
      .whenMatchedUpdateAll(condition=later)
      .whenNotMatchedInsertAll()
      .execute())
+
+
+def merge_pruning(updates: DataFrame, partition_column: str | None, time_column: str | None) -> list[str] | None:
+    """Literal predicates on the target for a MERGE of `updates` (None when it is empty)."""
+    aggregates = [F.count(F.lit(1)).alias("n")]
+    if partition_column:
+        aggregates.append(F.collect_set(partition_column).alias("partitions"))
+    if time_column:
+        aggregates += [F.min(time_column).alias("low"), F.max(time_column).alias("high")]
+    summary = updates.agg(*aggregates).first()
+    if not summary.n:
+        return None
+    predicates = []
+    if partition_column:
+        quoted = ", ".join("'" + str(v).replace("'", "") + "'" for v in sorted(summary.partitions))
+        predicates.append(f"t.{partition_column} IN ({quoted})")
+    if time_column:
+        predicates.append(f"t.{time_column} BETWEEN {int(summary.low)} AND {int(summary.high)}")
+    return predicates
 
 
 def append_once(rows: DataFrame, location: str, app_id: str, batch_id: int) -> None:
@@ -317,14 +336,15 @@ def process_batch(spark: SparkSession, config: AppConfig, query: SilverQuery, br
         classified = classify(parsed, market_rules(query.exchange, config.exchanges.symbols, now_ms))
     classified = classified.persist()
     try:
-        append_once(to_quarantine_rows(classified, query.bronze_table, query.exchange, query.kind),
-                    query.quarantine_location, f"{query.app_id}-quarantine", batch_id)
+        if classified.where(F.col("quarantine_reason").isNotNull()).limit(1).count():
+            append_once(to_quarantine_rows(classified, query.bronze_table, query.exchange, query.kind),
+                        query.quarantine_location, f"{query.app_id}-quarantine", batch_id)
         if query.kind == "klines":
             merge_latest(spark, query.silver_location, latest_per_key(to_silver_klines(classified), KLINE_KEY),
-                         KLINE_KEY, partition_column="interval")
+                         KLINE_KEY, partition_column="interval", time_column="open_time_ms")
         else:
             merge_latest(spark, query.silver_location, latest_per_key(to_silver_market(classified), MARKET_KEY),
-                         MARKET_KEY, partition_column="metric")
+                         MARKET_KEY, partition_column="metric", time_column="ts_ms")
     finally:
         classified.unpersist()
 

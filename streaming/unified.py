@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from common.catalog import KLINE_COLUMNS, MARKET_COLUMNS, table_location, table_spec
 from common.config import AppConfig
 from common.symbols import ccxt_symbol, conventional_exchange_symbol
-from streaming.silver import KLINE_KEY, MARKET_KEY, latest_per_key, merge_latest
+from streaming.silver import KLINE_KEY, MARKET_KEY, latest_per_key, merge_latest, merge_pruning
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,18 @@ def upsert_unified_klines(spark: SparkSession, config: AppConfig, changes: DataF
                              list(config.exchanges.enabled), list(config.exchanges.symbols))
     rows = latest_per_key(rows, KLINE_KEY).withColumn("updated_at", F.current_timestamp()).persist()
     try:
-        merge_latest(spark, unified_location, rows, KLINE_KEY, partition_column="interval")
-        # Recompute the consolidated kline of every key this batch touched, from all exchanges.
+        pruning = merge_pruning(rows, "interval", "open_time_ms")
+        if pruning is None:
+            return
+        merge_latest(spark, unified_location, rows, KLINE_KEY, partition_column="interval",
+                     time_column="open_time_ms")
+        # Recompute the consolidated kline of every key this batch touched, from all exchanges;
+        # the literal range lets Delta skip the unified files that cannot hold those keys.
         touched = rows.select(*CONSOLIDATED_KEY).distinct()
-        sources = spark.read.format("delta").load(unified_location).join(touched, list(CONSOLIDATED_KEY))
-        consolidated = consolidate(sources)
-        _merge_replace(spark, consolidated_location, consolidated, CONSOLIDATED_KEY, "interval")
+        in_range = " AND ".join(p.replace("t.", "") for p in pruning)
+        sources = (spark.read.format("delta").load(unified_location).where(in_range)
+                   .join(touched, list(CONSOLIDATED_KEY)))
+        _merge_replace(spark, consolidated_location, consolidate(sources), CONSOLIDATED_KEY, pruning)
     finally:
         rows.unpersist()
 
@@ -95,18 +101,14 @@ def upsert_unified_market(spark: SparkSession, config: AppConfig, changes: DataF
     rows = with_symbol_names(changed_rows(changes, _columns(MARKET_COLUMNS)), config.exchanges.market_type,
                              list(config.exchanges.enabled), list(config.exchanges.symbols))
     merge_latest(spark, location, latest_per_key(rows, MARKET_KEY).withColumn("updated_at", F.current_timestamp()),
-                 MARKET_KEY, partition_column="metric")
+                 MARKET_KEY, partition_column="metric", time_column="ts_ms")
 
 
-def _merge_replace(spark: SparkSession, location: str, rows: DataFrame, key, partition_column: str) -> None:
+def _merge_replace(spark: SparkSession, location: str, rows: DataFrame, key, pruning: list[str]) -> None:
     """MERGE that always takes the recomputed row (recomputing is idempotent by itself)."""
     from delta.tables import DeltaTable
 
-    values = [r[0] for r in rows.select(partition_column).distinct().collect()]
-    if not values:
-        return
-    condition = " AND ".join(f"t.{k} = s.{k}" for k in key)
-    condition = f"t.{partition_column} IN ({', '.join(repr(v) for v in values)}) AND {condition}"
+    condition = " AND ".join(pruning + [f"t.{k} = s.{k}" for k in key])
     (DeltaTable.forPath(spark, location).alias("t").merge(rows.alias("s"), condition)
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
