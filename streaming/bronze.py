@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from common.catalog import delta_table_exists, table_location, table_spec
 from common.config import AppConfig
+from streaming.triggers import with_trigger
 
 KINDS = ("klines", "market")
 
@@ -79,8 +80,4 @@ def start_bronze_query(spark: SparkSession, config: AppConfig, query: BronzeQuer
               .queryName(query.name)
               .option("checkpointLocation", query.checkpoint)
               .outputMode("append"))
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=f"{config.streaming.trigger_interval_seconds} seconds")
-    return writer.start(query.location)
+    return with_trigger(writer, config, available_now).start(query.location)

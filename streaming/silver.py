@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from common.catalog import table_location, table_spec
 from common.config import INTERVAL_MS, AppConfig
+from streaming.triggers import with_trigger
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,20 @@ def to_quarantine_rows(classified: DataFrame, source_table: str, exchange: str, 
 
 # -- the good rows ---------------------------------------------------------------------------
 
+def _provenance_columns() -> list:
+    """Where a silver row came from and when: the same columns in every silver table."""
+    return [
+        F.col("_v_source").alias("source"),
+        F.col("_v_schema_version").alias("schema_version"),
+        F.col("_v_produced_at").alias("produced_at_ms"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("ingested_at"),
+        F.current_timestamp().alias("updated_at"),
+    ]
+
+
 def to_silver_klines(classified: DataFrame) -> DataFrame:
     good = classified.where(F.col("quarantine_reason").isNull())
     interval_ms = F.element_at(F.create_map(*[x for i, ms in INTERVAL_MS.items() for x in (F.lit(i), F.lit(ms))]),
@@ -190,14 +205,7 @@ def to_silver_klines(classified: DataFrame) -> DataFrame:
         F.col("_v_volume").alias("volume"),
         F.col("_v_quote_volume").alias("quote_volume"),
         F.col("_v_trade_count").alias("trade_count"),
-        F.col("_v_source").alias("source"),
-        F.col("_v_schema_version").alias("schema_version"),
-        F.col("_v_produced_at").alias("produced_at_ms"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        "ingested_at",
-        F.current_timestamp().alias("updated_at"),
+        *_provenance_columns(),
     )
 
 
@@ -216,14 +224,7 @@ def to_silver_market(classified: DataFrame) -> DataFrame:
         F.col("_v_value_usd").alias("value_usd"),
         F.col("_v_long_share").alias("long_share"),
         F.col("_v_short_share").alias("short_share"),
-        F.col("_v_source").alias("source"),
-        F.col("_v_schema_version").alias("schema_version"),
-        F.col("_v_produced_at").alias("produced_at_ms"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        "ingested_at",
-        F.current_timestamp().alias("updated_at"),
+        *_provenance_columns(),
     )
 
 
@@ -361,8 +362,4 @@ def start_silver_query(spark: SparkSession, config: AppConfig, query: SilverQuer
               .writeStream.queryName(query.name)
               .option("checkpointLocation", query.checkpoint)
               .foreachBatch(upsert_silver))
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=f"{config.streaming.trigger_interval_seconds} seconds")
-    return writer.start()
+    return with_trigger(writer, config, available_now).start()

@@ -18,6 +18,7 @@ from common.catalog import KLINE_COLUMNS, MARKET_COLUMNS, table_location, table_
 from common.config import AppConfig
 from common.symbols import ccxt_symbol, conventional_exchange_symbol
 from streaming.silver import KLINE_KEY, MARKET_KEY, latest_per_key, merge_latest, merge_pruning
+from streaming.triggers import with_trigger
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,4 @@ def start_unified_query(spark: SparkSession, config: AppConfig, kind: str, avail
     writer = (changes.writeStream.queryName(f"unified_{kind}")
               .option("checkpointLocation", config.lake.checkpoint_path(f"unified_{kind}"))
               .foreachBatch(upsert_batch))
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=f"{config.streaming.trigger_interval_seconds} seconds")
-    return writer.start()
+    return with_trigger(writer, config, available_now).start()
