@@ -12,13 +12,11 @@ ports, a fresh lake. The kline set is realistic in shape: 1m klines of a random 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common.config import INTERVAL_MS, AppConfig
+from streaming.silver import interval_ms_of
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 # Bronze rows younger than this may not have reached silver yet: pending, not missing.
@@ -34,11 +35,6 @@ class CheckResult:
     exchange: str | None = None
     symbol: str | None = None
     interval: str | None = None
-
-
-def _interval_ms_column(column: str = "interval"):
-    return F.element_at(F.create_map(*[x for i, ms in INTERVAL_MS.items() for x in (F.lit(i), F.lit(ms))]),
-                        F.col(column))
 
 
 # -- bronze -> silver ------------------------------------------------------------------------
@@ -102,7 +98,7 @@ def find_gaps(klines: DataFrame) -> DataFrame:
     """Missing candles per (exchange, symbol, interval): each gap's first and last missing open
     time and how many bars are missing. Gaps are reported, never filled."""
     window = Window.partitionBy("exchange", "symbol", "interval").orderBy("open_time_ms")
-    step = _interval_ms_column()
+    step = interval_ms_of("interval")
     return (klines.select("exchange", "symbol", "interval", "open_time_ms")
             .withColumn("previous_ms", F.lag("open_time_ms").over(window))
             .where(F.col("open_time_ms") - F.col("previous_ms") > step)

@@ -68,6 +68,12 @@ def parse_messages(bronze: DataFrame, required: dict[str, str], optional: dict[s
 
 # -- validate --------------------------------------------------------------------------------
 
+def interval_ms_of(column: str) -> Column:
+    """The length in ms of the interval named in `column` (null for an unknown interval)."""
+    lengths = F.create_map(*[x for name, ms in INTERVAL_MS.items() for x in (F.lit(name), F.lit(ms))])
+    return F.element_at(lengths, F.col(column))
+
+
 def _first_missing(fields: Iterable[str]) -> Column:
     missing = [F.when(~F.col(f"_has_{f}"), F.lit(f)) for f in fields]
     return F.concat_ws(", ", *missing)
@@ -98,8 +104,7 @@ def _basic_rules(required: dict[str, str], optional: dict[str, str]) -> list[Rul
 
 def kline_rules(exchange: str, symbols: Iterable[str], now_ms: int) -> list[Rule]:
     symbols = list(symbols)
-    interval_ms = F.element_at(F.create_map(*[x for i, ms in INTERVAL_MS.items() for x in (F.lit(i), F.lit(ms))]),
-                               F.col("_v_interval"))
+    interval_ms = interval_ms_of("_v_interval")
     return _basic_rules(KLINE_REQUIRED, KLINE_OPTIONAL) + [
         Rule("unknown_exchange", F.col("_v_exchange") != exchange,
              F.concat(F.lit("exchange "), F.col("_v_exchange"), F.lit(f" in the {exchange} topic"))),
@@ -187,8 +192,7 @@ def _provenance_columns() -> list:
 
 def to_silver_klines(classified: DataFrame) -> DataFrame:
     good = classified.where(F.col("quarantine_reason").isNull())
-    interval_ms = F.element_at(F.create_map(*[x for i, ms in INTERVAL_MS.items() for x in (F.lit(i), F.lit(ms))]),
-                               F.col("_v_interval"))
+    interval_ms = interval_ms_of("_v_interval")
     return good.select(
         F.col("_v_exchange").alias("exchange"),
         F.col("_v_symbol").alias("symbol"),

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from common.config import load_config
@@ -141,3 +142,36 @@ def test_a_topic_can_be_rebuilt_from_the_log_into_a_fresh_table(spark, pipeline_
     fresh = spark.table(table)
     assert fresh.count() == 30 and fresh.agg({"offset": "min"}).first()[0] == 20
     assert end_offset(config, topic) == 50
+
+
+def test_a_scaled_time_replay_paces_klines_by_their_close_times(pipeline_env, tmp_path):
+    config = load_config(env={**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "bybit"})
+    path = tmp_path / "hour.csv"
+    first_s = 1_786_924_800
+    path.write_text("timestamp,open,high,low,close,volume\n" + "".join(
+        f"{first_s + 60 * i},1,2,0.5,1.5,3\n" for i in range(60)))
+    clock_ms = [1_000_000]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock_ms[0] += int(seconds * 1000)
+
+    report = replay_file(config, path, exchange="bybit", symbol="BTCUSDT", derive=["15m"], speed=60,
+                         clock=lambda: clock_ms[0], sleep=sleep)
+    assert report.sent == {"BTCUSDT|1m": 60, "BTCUSDT|15m": 4}
+    # An hour of klines at 60x: the last one is due 59 minutes / 60 = 59 s after the first.
+    assert sum(slept) == pytest.approx(59.0, abs=0.01)
+    assert len(slept) == 59  # one wait per minute of market time; the 15m bars ride with their minute
+    sent = [m["open_time"] for _, m in _topic_values(config, config.klines_topic("bybit"))]
+    assert len(sent) == 64
+
+
+def _topic_values(config, topic):
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers, enable_auto_commit=False,
+                             consumer_timeout_ms=5_000, auto_offset_reset="earliest")
+    consumer.subscribe([topic])
+    try:
+        return [(r.key, json.loads(r.value)) for r in consumer]
+    finally:
+        consumer.close()

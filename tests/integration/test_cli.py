@@ -1,7 +1,6 @@
 """The user's commands, run as a user runs them: `cryptobot kafka up|status|down` leaves no
 process behind, and `cryptobot sql` queries the lake `cryptobot init` made."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

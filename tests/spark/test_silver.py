@@ -7,7 +7,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common.catalog import KAFKA_RAW_COLUMNS, KLINE_COLUMNS, MARKET_COLUMNS
+from common.catalog import KAFKA_RAW_COLUMNS, KLINE_COLUMNS
 from streaming.silver import (
     KLINE_KEY, KLINE_OPTIONAL, KLINE_REQUIRED, MARKET_OPTIONAL, MARKET_REQUIRED, classify, kline_rules,
     latest_per_key, market_rules, merge_latest, parse_messages, to_quarantine_rows, to_silver_klines,
