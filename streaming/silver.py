@@ -244,7 +244,8 @@ def latest_per_key(rows: DataFrame, key: Iterable[str]) -> DataFrame:
 
 
 def merge_latest(spark: SparkSession, target_location: str, updates: DataFrame, key: Iterable[str],
-                 partition_column: str | None = None, time_column: str | None = None) -> None:
+                 partition_column: str | None = None, time_column: str | None = None,
+                 pruning: list[str] | None = None) -> None:
     """MERGE deduplicated rows into a Delta table: insert new keys; replace a row only with a
     later message of its key (so re-running a batch, or replaying older data, changes nothing).
     The batch's partition values and time range go into the condition as literals, so Delta
@@ -253,7 +254,8 @@ def merge_latest(spark: SparkSession, target_location: str, updates: DataFrame, 
 
     key = list(key)
     condition = " AND ".join(f"t.{k} = s.{k}" for k in key)
-    pruning = merge_pruning(updates, partition_column, time_column)
+    if pruning is None:  # not computed by the caller yet
+        pruning = merge_pruning(updates, partition_column, time_column)
     if pruning is None:
         return  # nothing to merge
     condition = " AND ".join(pruning + [condition])

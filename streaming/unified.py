@@ -84,8 +84,7 @@ def upsert_unified_klines(spark: SparkSession, config: AppConfig, changes: DataF
         pruning = merge_pruning(rows, "interval", "open_time_ms")
         if pruning is None:
             return
-        merge_latest(spark, unified_location, rows, KLINE_KEY, partition_column="interval",
-                     time_column="open_time_ms")
+        merge_latest(spark, unified_location, rows, KLINE_KEY, pruning=pruning)
         # Recompute the consolidated kline of every key this batch touched, from all exchanges;
         # the literal range lets Delta skip the unified files that cannot hold those keys.
         touched = rows.select(*CONSOLIDATED_KEY).distinct()
