@@ -1,0 +1,83 @@
+"""Confluence: which higher timeframes agree with a structure event or a zone, as known at the
+time the row became known (never later).
+
+For a row of interval X and each configured interval H longer than X, on the same exchange
+and symbol:
+- trend: the last BOS or CHoCH on H known by then points the same way (bullish for a demand
+  zone or a bullish event);
+- zone: a zone of H on the same side, active by its last version known by then, overlaps the
+  row's price range (the zone's bounds; an event's level);
+- value area: the row's price (a zone's POC, an event's close) lies in the value area of H's
+  most recent profile known by then.
+Each is a count of agreeing higher intervals, with their names, for the scorer.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from common.config import INTERVAL_MS
+
+CONFLUENCE_COLUMNS = ["htf_trend_agree", "htf_zone_overlap", "htf_in_value_area", "confluence_intervals"]
+
+
+def higher_intervals(interval: str, intervals: list[str]) -> list[str]:
+    return sorted((i for i in intervals if INTERVAL_MS[i] > INTERVAL_MS[interval]), key=INTERVAL_MS.get)
+
+
+def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[str, pd.DataFrame],
+                   zones_by_interval: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """rows: events (direction, level, bar_close) or zone versions (zone_type, zone_low,
+    zone_high, poc_price), with known_at_ms. events/zones_by_interval: the same exchange and
+    symbol's rows of each interval (any history; only what is known by each row is used)."""
+    out = rows.copy()
+    for column in CONFLUENCE_COLUMNS[:3]:
+        out[column] = 0
+    names: list[list[str]] = [[] for _ in range(len(out))]
+    is_zone = "zone_type" in out.columns
+    bullish = (out["zone_type"] == "demand") if is_zone else (out["direction"] == "bullish")
+    low = out["zone_low"] if is_zone else out["level"]
+    high = out["zone_high"] if is_zone else out["level"]
+    price = out["poc_price"].fillna((out["zone_low"] + out["zone_high"]) / 2) if is_zone else out["bar_close"]
+    for higher in higher_intervals(interval, list(set(events_by_interval) | set(zones_by_interval))):
+        trend = _trend_as_of(out["known_at_ms"], events_by_interval.get(higher))
+        agree_trend = (trend == np.where(bullish, "bullish", "bearish"))
+        zones = zones_by_interval.get(higher)
+        overlap = np.zeros(len(out), dtype=bool)
+        in_value = np.zeros(len(out), dtype=bool)
+        if zones is not None and not zones.empty:
+            for n, (known_at, lo, hi, side_bullish, p) in enumerate(
+                    zip(out["known_at_ms"], low, high, bullish, price)):
+                current = _zones_as_of(zones, known_at)
+                if current.empty:
+                    continue
+                side = "demand" if side_bullish else "supply"
+                active = current[(current.status == "active") & (current.zone_type == side)]
+                overlap[n] = bool(((active.zone_low <= hi) & (active.zone_high >= lo)).any())
+                latest = current.sort_values("known_at_ms").iloc[-1]
+                in_value[n] = bool(pd.notna(latest.value_area_low) and latest.value_area_low <= p
+                                   <= latest.value_area_high)
+        out["htf_trend_agree"] += agree_trend.astype(int)
+        out["htf_zone_overlap"] += overlap.astype(int)
+        out["htf_in_value_area"] += in_value.astype(int)
+        for n in np.flatnonzero(agree_trend | overlap | in_value):
+            names[n].append(higher)
+    out["confluence_intervals"] = [",".join(n) for n in names]
+    return out
+
+
+def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None) -> np.ndarray:
+    if events is None or events.empty:
+        return np.full(len(times_ms), None, dtype=object)
+    breaks = events[events.event_type.isin(["BOS", "CHOCH"])].sort_values("known_at_ms", kind="stable")
+    if breaks.empty:
+        return np.full(len(times_ms), None, dtype=object)
+    position = np.searchsorted(breaks.known_at_ms.to_numpy(), times_ms.to_numpy(), side="right") - 1
+    directions = breaks.direction.to_numpy(dtype=object)
+    return np.where(position >= 0, directions[np.clip(position, 0, None)], None)
+
+
+def _zones_as_of(zones: pd.DataFrame, known_at_ms: int) -> pd.DataFrame:
+    """Each zone's last version known by then."""
+    known = zones[zones.known_at_ms <= known_at_ms]
+    return known.sort_values("known_at_ms", kind="stable").drop_duplicates("zone_id", keep="last")

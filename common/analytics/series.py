@@ -1,0 +1,174 @@
+"""The analytics of one kline series (one exchange or the consolidated view, one symbol, one
+interval), one bar at a time: ATR, structure events (BOS, CHoCH, warnings) and liquidity
+zones, all from the same pass so that a swing opens its zone at the bar that confirms it.
+
+`analyze_series(bars, state, params)` takes the bars after `state.last_bar_ms` plus up to
+`params.lookback_bars` before them, and returns what those new bars made known and the state
+to continue from. Called once over a whole history (a backtest) or once per micro-batch with
+the state stored in between (the stream), it returns the same rows: the tests hold it to that.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from common.analytics.structure import (
+    EVENT_COLUMNS, StructureState, Swing, average_true_range, copy_state, structure_bar, swing_flags,
+)
+from common.analytics.volume_profile import volume_profile
+from common.analytics.zones import (
+    ACTIVE, DEMAND, EXPIRED, SUPPLY, ZONE_COLUMNS, Zone, high_volume_nodes, join_swing, new_zone, track_bar,
+    visible_changes, zone_row,
+)
+
+BAR_COLUMNS = ["open_time_ms", "close_time_ms", "open", "high", "low", "close", "volume"]
+
+
+@dataclass(frozen=True)
+class AnalyticsParams:
+    swing_strength: int = 5  # L: bars on each side of a swing point
+    atr_period: int = 14
+    warning_atr: float = 0.5  # an approach warning within this many ATRs of an unbroken swing
+    profile_window_bars: int = 200  # N: the volume profile's rolling window
+    profile_bins: int = 50  # B
+    profile_step_bars: int = 50  # how often high-volume nodes are looked for
+    cluster_atr: float = 0.25  # swings this close (in ATRs) form one zone: a liquidity pool
+    max_active_zones: int = 20  # per side; the oldest expires beyond it
+
+    @property
+    def lookback_bars(self) -> int:
+        """Bars before the first new one that the new ones need to be computed exactly."""
+        return max(self.profile_window_bars, 2 * self.swing_strength, self.atr_period)
+
+
+@dataclass
+class SeriesState:
+    last_bar_ms: int | None = None  # open time of the last bar analysed
+    structure: StructureState = field(default_factory=StructureState)
+    zones: list[Zone] = field(default_factory=list)  # active zones, oldest first
+
+    def to_json(self) -> str:
+        return json.dumps({"last_bar_ms": self.last_bar_ms, "trend": self.structure.trend,
+                           "last_high": _plain(self.structure.last_high), "last_low": _plain(self.structure.last_low),
+                           "swings": [_plain(s) for s in self.structure.swings],
+                           "zones": [_plain(z) for z in self.zones]})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> SeriesState:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        swing = (lambda d: Swing(**d) if d else None)
+        structure = StructureState(raw["trend"], swing(raw["last_high"]), swing(raw["last_low"]),
+                                   [Swing(**d) for d in raw["swings"]])
+        return cls(raw["last_bar_ms"], structure, [Zone(**d) for d in raw["zones"]])
+
+
+def _plain(value) -> dict | None:
+    if value is None:
+        return None
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(value).items()}
+
+
+def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: AnalyticsParams,
+                   interval_ms: int) -> tuple[pd.DataFrame, pd.DataFrame, SeriesState]:
+    """(structure events, zone versions, new state) for the bars newer than the state's."""
+    state = state or SeriesState()
+    bars = bars.sort_values("open_time_ms").drop_duplicates("open_time_ms", keep="last").reset_index(drop=True)
+    opens = bars["open_time_ms"].to_numpy()
+    new_from = int(np.searchsorted(opens, state.last_bar_ms, side="right")) if state.last_bar_ms is not None else 0
+    if new_from >= len(bars):
+        return _frame([], EVENT_COLUMNS), _frame([], ZONE_COLUMNS), state
+    bars = bars.iloc[max(0, new_from - params.lookback_bars):].reset_index(drop=True)
+    new_from = min(new_from, params.lookback_bars)
+
+    high, low, close, open_ = (bars[c].to_numpy(dtype=float) for c in ("high", "low", "close", "open"))
+    volume = bars["volume"].to_numpy(dtype=float)
+    open_ms, close_ms = bars["open_time_ms"].to_numpy(), bars["close_time_ms"].to_numpy()
+    atr = average_true_range(high, low, close, params.atr_period)
+    is_high, is_low = swing_flags(high, low, params.swing_strength)
+    structure = copy_state(state.structure)
+    zones = list(state.zones)
+    events: list[dict] = []
+    versions: list[dict] = []
+
+    for t in range(new_from, len(bars)):
+        known_at = int(close_ms[t])
+        # Zones known before this bar see it: touches, rejections, sweeps, breaks.
+        tracked = []
+        for zone in zones:
+            after = track_bar(zone, high[t], low[t], close[t])
+            if visible_changes(zone, after):
+                versions.append(zone_row(after, known_at))
+            if after.status == ACTIVE:
+                tracked.append(after)
+        zones = tracked
+        confirmed = structure_bar(structure, events, t, high, low, close, open_ms, close_ms, atr, is_high, is_low,
+                                  params.swing_strength, params.warning_atr)
+        if not np.isfinite(atr[t]) or atr[t] <= 0:
+            continue  # zones are measured in ATRs: none before the ATR is known
+        first = max(0, t - params.profile_window_bars + 1)
+        window = (t - first + 1, int(open_ms[first]), int(close_ms[t]))
+        profile = None
+        for swing in confirmed:
+            profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
+                                                params.profile_bins)
+            zones = _add_swing_zone(zones, versions, swing, bars, profile, window, atr[t], params, known_at)
+        if (open_ms[t] // interval_ms) % params.profile_step_bars == 0 and t - first + 1 >= params.profile_window_bars:
+            profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
+                                                params.profile_bins)
+            zones = _add_volume_zones(zones, versions, profile, window, close[t], atr[t], int(open_ms[t]), known_at)
+        zones = _expire_oldest(zones, versions, params.max_active_zones, known_at)
+
+    new_state = SeriesState(int(opens[-1]), structure, zones)
+    return _frame(events, EVENT_COLUMNS), _frame(versions, ZONE_COLUMNS), new_state
+
+
+def _add_swing_zone(zones, versions, swing: Swing, bars: pd.DataFrame, profile, window, atr, params, known_at):
+    zone_type = DEMAND if swing.kind == "low" else SUPPLY
+    row = bars.loc[bars["open_time_ms"] == swing.time_ms].iloc[0]
+    if zone_type == DEMAND:
+        low, high = float(row.low), float(min(row.open, row.close))
+    else:
+        low, high = float(max(row.open, row.close)), float(row.high)
+    for n, zone in enumerate(zones):
+        if (zone.zone_type == zone_type and zone.source == "swing"
+                and abs(zone.level - swing.level) <= params.cluster_atr * atr):
+            joined = join_swing(zone, swing.level, low, high, profile, atr)
+            versions.append(zone_row(joined, known_at))
+            return zones[:n] + zones[n + 1:] + [joined]
+    zone = new_zone(zone_type, "swing", low, high, swing.level, profile, window, atr, known_at, swing.time_ms)
+    versions.append(zone_row(zone, known_at))
+    return zones + [zone]
+
+
+def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms, known_at):
+    for node in high_volume_nodes(profile):
+        low, high = float(profile.edges[node]), float(profile.edges[node + 1])
+        if low <= close <= high:
+            continue  # price is in it: neither below (demand) nor above (supply)
+        zone_type = DEMAND if high < close else SUPPLY
+        if any(z.zone_type == zone_type and z.zone_low <= high and low <= z.zone_high for z in zones):
+            continue
+        zone = new_zone(zone_type, "volume", low, high, (low + high) / 2, profile, window, atr, known_at,
+                        bar_time_ms * 1000 + node)  # one id per node and refresh
+        versions.append(zone_row(zone, known_at))
+        zones = zones + [zone]
+    return zones
+
+
+def _expire_oldest(zones, versions, limit: int, known_at: int):
+    for side in (DEMAND, SUPPLY):
+        side_zones = [z for z in zones if z.zone_type == side]
+        for zone in side_zones[:max(0, len(side_zones) - limit)]:
+            expired = Zone(**{**asdict(zone), "status": EXPIRED})
+            versions.append(zone_row(expired, known_at))
+            zones = [z for z in zones if z.zone_id != zone.zone_id]
+    return zones
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)

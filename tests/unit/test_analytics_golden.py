@@ -1,0 +1,129 @@
+"""Hand-computed cases for the analytics maths: swings and their ties, BOS vs CHoCH, the
+volume profile's POC and value area, and a zone's touches, rejections, sweeps and break."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.analytics.structure import StructureState, average_true_range, structure_events, swing_flags
+from common.analytics.volume_profile import volume_profile
+from common.analytics.zones import DEMAND, Zone, track_bar, zone_quality
+
+
+def test_swing_needs_strictly_higher_than_the_left_and_at_least_the_right():
+    high = np.array([1, 2, 5, 3, 2, 1, 5, 4, 3], dtype=float)
+    low = high - 1
+    is_high, _ = swing_flags(high, low, 2)
+    # Bar 2 (5): > 1, 2 before and >= 3, 2 after. Bar 6 (5): not > 2, 1 before? yes 5 > 2, 1; after 4, 3: a swing.
+    assert list(np.flatnonzero(is_high)) == [2, 6]
+    # A tie on the right still confirms the left one (>=); a tie on the left does not (>).
+    tie = np.array([1, 2, 5, 5, 2, 1, 0], dtype=float)
+    is_high, _ = swing_flags(tie, tie - 1, 2)
+    assert list(np.flatnonzero(is_high)) == [2]
+
+
+def test_a_swing_at_the_edge_is_never_one():
+    high = np.array([9, 1, 2, 3, 4], dtype=float)
+    is_high, is_low = swing_flags(high, high - 1, 2)
+    assert not is_high.any() and not is_low.any()
+
+
+def bars_from(closes, spread=0.5):
+    closes = np.asarray(closes, dtype=float)
+    frame = pd.DataFrame({"open_time_ms": np.arange(len(closes)) * 60_000, "close": closes})
+    frame["close_time_ms"] = frame["open_time_ms"] + 59_999
+    frame["high"] = closes + spread
+    frame["low"] = closes - spread
+    frame["atr"] = 1.0
+    return frame
+
+
+def test_bos_then_choch_with_their_levels_and_times():
+    # Up to a swing high of 10.5 at bar 3 (confirmed at bar 5 with L=2), a dip to a swing low
+    # of 6.5 at bar 6 (confirmed at 8), a close of 12 above 10.5 at bar 9: bullish BOS
+    # (no trend before). Then a close of 5 below 6.5 at bar 10: bearish CHoCH.
+    closes = [7, 8, 9, 10, 9, 8, 7, 8, 9, 12, 5]
+    events, state = structure_events(bars_from(closes), StructureState(), 0, strength=2, warning_atr=0.0)
+    breaks = [(e["event_type"], e["direction"], e["level"], e["swing_time_ms"], e["swing_confirmed_ms"],
+               e["bar_time_ms"], e["bar_close"], e["distance_atr"]) for e in events if e["event_type"] != "WARNING"]
+    assert breaks == [
+        ("BOS", "bullish", 10.5, 3 * 60_000, 5 * 60_000 + 59_999, 9 * 60_000, 12.0, 1.5),
+        ("CHOCH", "bearish", 6.5, 6 * 60_000, 8 * 60_000 + 59_999, 10 * 60_000, 5.0, 1.5),
+    ]
+    assert state.trend == "bearish" and state.last_high is None and state.last_low is None
+    assert all(e["known_at_ms"] == e["bar_time_ms"] + 59_999 for e in events)
+
+
+def test_a_break_in_the_trend_direction_is_a_bos_and_each_swing_breaks_once():
+    closes = [7, 8, 9, 10, 9, 8, 7, 8, 9, 12, 11, 10, 13, 14, 15, 16]
+    events, _ = structure_events(bars_from(closes), StructureState(), 0, strength=2, warning_atr=0.0)
+    kinds = [(e["event_type"], e["direction"], e["level"]) for e in events if e["event_type"] != "WARNING"]
+    # 10.5 broken at bar 9 (BOS); the swing high 12.5 (bar 9, confirmed at 11) broken at bar 13 (BOS again).
+    assert kinds == [("BOS", "bullish", 10.5), ("BOS", "bullish", 12.5)]
+
+
+def test_a_warning_is_written_once_when_price_closes_near_an_unbroken_swing():
+    closes = [7, 8, 9, 10, 9, 8, 9, 9.8, 9.9, 9.7]
+    events, _ = structure_events(bars_from(closes), StructureState(), 0, strength=2, warning_atr=0.75)
+    warnings = [(e["direction"], e["level"], e["bar_time_ms"]) for e in events if e["event_type"] == "WARNING"]
+    assert warnings == [("bullish", 10.5, 7 * 60_000)]  # 9.8 is 0.7 ATR under 10.5; 9.9 is not written again
+
+
+def test_atr_is_the_mean_true_range_of_the_last_n_bars():
+    high, low, close = np.array([10, 12, 11.0]), np.array([9, 10, 8.0]), np.array([9.5, 11, 9.0])
+    # True ranges: 1 (first bar: high - low), max(2, 2.5, 0.5) = 2.5, max(3, 1, 3) = 3.
+    assert np.allclose(average_true_range(high, low, close, 2), [np.nan, 1.75, 2.75], equal_nan=True)
+
+
+def test_volume_profile_poc_and_value_area():
+    # Four bars over [0, 4] with 4 bins of 1: each bar sits in one bin.
+    high, low = np.array([1, 2, 3, 4.0]), np.array([0, 1, 2, 3.0])
+    profile = volume_profile(high, low, np.array([10, 40, 30, 20.0]), bins=4)
+    assert profile.poc_index == 1 and profile.poc_price == 1.5
+    # 70 of 100: POC 40, then the fuller neighbour 30 (above) = 70.
+    assert profile.value_area == (1, 2) and (profile.value_area_low, profile.value_area_high) == (1.0, 3.0)
+
+
+def test_volume_is_spread_by_overlap_and_ties_go_to_the_lower_poc_and_upward_growth():
+    profile = volume_profile(np.array([2.0, 4.0]), np.array([0.0, 2.0]), np.array([10.0, 10.0]), bins=4)
+    assert list(profile.volumes) == [5, 5, 5, 5]
+    assert profile.poc_index == 0  # equal bins: the lowest-priced
+    assert profile.value_area == (0, 2)  # from bin 0 upwards (ties upwards) until 70 %: 5+5+5 = 15 of 20
+
+
+def test_a_flat_bar_lands_in_one_bin_and_no_volume_means_no_poc():
+    profile = volume_profile(np.array([1.0, 3.0]), np.array([1.0, 1.0]), np.array([8.0, 2.0]), bins=2)
+    assert list(profile.volumes) == [9.0, 1.0]  # the flat bar at 1.0 in bin [1, 2]; the other split 1/1
+    empty = volume_profile(np.array([2.0, 3.0]), np.array([1.0, 1.0]), np.array([0.0, 0.0]), bins=4)
+    assert empty.poc_index is None and empty.poc_price is None and empty.value_area_low is None
+
+
+def demand_zone(**changes):
+    zone = Zone(zone_id="z", zone_type=DEMAND, source="swing", swing_count=1, zone_low=100.0, zone_high=102.0,
+                level=100.0, poc_price=101.0, volume=50.0, volume_share=0.1, window_bars=50, window_start_ms=0,
+                window_end_ms=0, window_poc=101.0, value_area_low=99.0, value_area_high=110.0, width_atr=0.5)
+    return Zone(**{**zone.__dict__, **changes})
+
+
+@pytest.mark.parametrize("bars, expected", [
+    # (high, low, close) after the zone was made -> (touches, rejections, sweeps, breaks, status)
+    ([(110, 105, 108)], (0, 0, 0, 0, "active")),                          # never reaches it
+    ([(106, 101, 104)], (1, 1, 0, 0, "active")),                          # touch, closes back above: rejection
+    ([(106, 101, 101.5), (103, 100.5, 101), (106, 101, 105)], (1, 1, 0, 0, "active")),  # one visit, then out
+    ([(106, 99, 103)], (1, 1, 1, 0, "active")),                           # wick below, close back above: sweep
+    ([(106, 101, 104), (110, 105, 108), (104, 101, 103)], (2, 2, 0, 0, "active")),  # two visits
+    ([(106, 97, 98)], (1, 0, 0, 1, "broken")),                            # closes through: broken
+])
+def test_zone_behaviour(bars, expected):
+    zone = demand_zone()
+    for high, low, close in bars:
+        zone = track_bar(zone, high, low, close)
+    assert (zone.touches, zone.rejections, zone.sweeps, zone.breaks, zone.status) == expected
+
+
+def test_zone_quality_components():
+    # volume 0.1/0.2*30 = 15; rejections (0+1)/(0+2)*25 = 12.5; fresh 15; width 0.5 ATR: 15; holds the POC: 15.
+    assert zone_quality(demand_zone()) == 72.5
+    tested = demand_zone(touches=2, rejections=2, width_atr=1.0, window_poc=120.0)
+    # 15 + 3/4*25 + 15*(1-2/4) + 15*0.5 + 7.5 (overlaps the value area) = 15 + 18.75 + 7.5 + 7.5 + 7.5
+    assert zone_quality(tested) == 56.25
+    assert zone_quality(demand_zone(status="broken")) == 0.0

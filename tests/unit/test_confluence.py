@@ -1,0 +1,42 @@
+"""Confluence across timeframes, as known at each row's time."""
+import pandas as pd
+
+from common.analytics.confluence import add_confluence, higher_intervals
+
+H = 3_600_000
+
+
+def test_higher_intervals_in_order():
+    assert higher_intervals("15m", ["4h", "1m", "1h", "15m"]) == ["1h", "4h"]
+
+
+def events(rows):
+    return pd.DataFrame(rows, columns=["event_type", "direction", "known_at_ms"])
+
+
+def zones(rows):
+    return pd.DataFrame(rows, columns=["zone_id", "zone_type", "zone_low", "zone_high", "status", "value_area_low",
+                                       "value_area_high", "known_at_ms"])
+
+
+def test_a_demand_zone_with_higher_timeframes_agreeing_only_once_they_are_known():
+    row = pd.DataFrame([{"zone_type": "demand", "zone_low": 100.0, "zone_high": 102.0, "poc_price": 101.0,
+                         "known_at_ms": 10 * H}])
+    htf_events = {"1h": events([("BOS", "bullish", 5 * H), ("WARNING", "bearish", 9 * H)]),
+                  "4h": events([("CHOCH", "bearish", 8 * H), ("BOS", "bullish", 11 * H)])}  # the bullish one: later
+    htf_zones = {"1h": zones([("a", "demand", 99.0, 100.5, "active", 95.0, 105.0, 6 * H),
+                              ("a", "demand", 99.0, 100.5, "broken", 95.0, 105.0, 12 * H)]),  # broken: later
+                 "4h": zones([("b", "supply", 101.0, 103.0, "active", 110.0, 120.0, 7 * H)])}
+    out = add_confluence(row, "15m", htf_events, htf_zones).iloc[0]
+    # 1h: trend bullish (agrees), demand zone a overlapping and still active at 10h, POC 101 in [95, 105].
+    # 4h: trend bearish (the bullish BOS is known only at 11h), b is supply, 101 not in [110, 120].
+    assert (out.htf_trend_agree, out.htf_zone_overlap, out.htf_in_value_area, out.confluence_intervals) == (
+        1, 1, 1, "1h")
+
+
+def test_an_event_uses_its_level_and_close():
+    row = pd.DataFrame([{"direction": "bearish", "level": 50.0, "bar_close": 49.0, "known_at_ms": 10 * H}])
+    out = add_confluence(row, "1h", {"4h": events([("BOS", "bearish", 2 * H)])},
+                         {"4h": zones([("s", "supply", 49.5, 51.0, "active", 40.0, 48.0, 3 * H)])}).iloc[0]
+    assert (out.htf_trend_agree, out.htf_zone_overlap, out.htf_in_value_area, out.confluence_intervals) == (
+        1, 1, 0, "4h")
