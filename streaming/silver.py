@@ -18,10 +18,12 @@ from typing import Iterable
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from common.catalog import table_location, table_spec
 from common.config import INTERVAL_MS, AppConfig
 from streaming.triggers import with_trigger
+from streaming.upsert import key_range_of, upsert
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ MARKET_REQUIRED = {"schema_version": "int", "exchange": "string", "symbol": "str
 MARKET_OPTIONAL = {"exchange_symbol": "string", "ccxt_symbol": "string", "value_usd": "double",
                    "long_share": "double", "short_share": "double", "source": "string", "produced_at": "bigint"}
 NUMERIC_TYPES = ("int", "bigint", "double")
+_CORRUPT = "_not_json"  # from_json puts a value it cannot parse as an object here
 
 
 @dataclass(frozen=True)
@@ -54,16 +57,33 @@ class Rule:
 
 def parse_messages(bronze: DataFrame, required: dict[str, str], optional: dict[str, str]) -> DataFrame:
     """Bronze rows + the JSON value parsed: `_json_ok` (false when the value is not JSON),
-    each field typed (null when missing or of the wrong type), and for each field whether it
-    was present at all (`_has_<field>`)."""
-    parsed = bronze.withColumn("_json", F.try_parse_json("value"))
-    columns = [F.col("_json").isNotNull().alias("_json_ok"), F.expr("schema_of_variant(_json)").alias("_json_type")]
-    for name, spark_type in {**required, **optional}.items():
-        raw = F.try_variant_get("_json", f"$.{name}", "variant")
-        present = raw.isNotNull() & ~F.is_variant_null(raw)
-        columns += [present.alias(f"_has_{name}"),
-                    F.try_variant_get("_json", f"$.{name}", spark_type).alias(f"_v_{name}")]
-    return parsed.select("*", *columns).drop("_json")
+    `_json_type` (OBJECT, or what else it is), each field typed (null when missing or of the
+    wrong type), and for each field whether it was present at all (`_has_<field>`).
+
+    Every field is first read as text and then converted with try_cast, so that one bad field
+    names itself instead of nulling the whole message. The message is parsed once, by
+    from_json; only the rows that are not a JSON object pay for a second parse that says what
+    they are instead."""
+    fields = {**required, **optional}
+    schema = StructType([StructField(name, StringType()) for name in fields] + [StructField(_CORRUPT, StringType())])
+    parsed = bronze.withColumn("_message", F.from_json("value", schema, {
+        "columnNameOfCorruptRecord": _CORRUPT, "allowNonNumericNumbers": "false"}))
+    # Parsers (from_json, parse_json) read the first JSON value and ignore what follows it: text
+    # after the object makes the message invalid, as a strict parser would say.
+    is_object = F.col("_message").isNotNull() & F.col(f"_message.{_CORRUPT}").isNull()
+    json_type = (F.when(is_object & F.rtrim("value").endswith("}"), F.lit("OBJECT"))
+                 .when(is_object, F.lit(None))
+                 .otherwise(F.expr("schema_of_variant(try_parse_json(value))")))
+    columns = [json_type.alias("_json_type")]
+    for name, spark_type in fields.items():
+        text = F.col(f"_message.{name}")
+        if spark_type == "double":
+            # A number too large for a double comes out of the parser as the string "Infinity".
+            text = F.btrim(text, F.lit('"'))
+        typed = text if spark_type == "string" else text.try_cast(spark_type)
+        columns += [F.col(f"_message.{name}").isNotNull().alias(f"_has_{name}"), typed.alias(f"_v_{name}")]
+    return (parsed.select("*", *columns).drop("_message")
+            .withColumn("_json_ok", F.col("_json_type").isNotNull()))
 
 
 # -- validate --------------------------------------------------------------------------------
@@ -243,48 +263,17 @@ def latest_per_key(rows: DataFrame, key: Iterable[str]) -> DataFrame:
     return rows.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
 
 
-def merge_latest(spark: SparkSession, target_location: str, updates: DataFrame, key: Iterable[str],
-                 partition_column: str | None = None, time_column: str | None = None,
-                 pruning: list[str] | None = None) -> None:
-    """MERGE deduplicated rows into a Delta table: insert new keys; replace a row only with a
-    later message of its key (so re-running a batch, or replaying older data, changes nothing).
-    The batch's partition values and time range go into the condition as literals, so Delta
-    reads only the target files that can hold those keys."""
-    from delta.tables import DeltaTable
-
-    key = list(key)
-    condition = " AND ".join(f"t.{k} = s.{k}" for k in key)
-    if pruning is None:  # not computed by the caller yet
-        pruning = merge_pruning(updates, partition_column, time_column)
-    if pruning is None:
-        return  # nothing to merge
-    condition = " AND ".join(pruning + [condition])
-    later = ("s.kafka_topic <> t.kafka_topic OR s.kafka_partition <> t.kafka_partition "
-             "OR s.kafka_offset > t.kafka_offset")
-    (DeltaTable.forPath(spark, target_location).alias("t")
-     .merge(updates.alias("s"), condition)
-     .whenMatchedUpdateAll(condition=later)
-     .whenNotMatchedInsertAll()
-     .execute())
-
-
-def merge_pruning(updates: DataFrame, partition_column: str | None, time_column: str | None) -> list[str] | None:
-    """Literal predicates on the target for a MERGE of `updates` (None when it is empty)."""
-    aggregates = [F.count(F.lit(1)).alias("n")]
-    if partition_column:
-        aggregates.append(F.collect_set(partition_column).alias("partitions"))
-    if time_column:
-        aggregates += [F.min(time_column).alias("low"), F.max(time_column).alias("high")]
-    summary = updates.agg(*aggregates).first()
-    if not summary.n:
-        return None
-    predicates = []
-    if partition_column:
-        quoted = ", ".join("'" + str(v).replace("'", "") + "'" for v in sorted(summary.partitions))
-        predicates.append(f"t.{partition_column} IN ({quoted})")
-    if time_column:
-        predicates.append(f"t.{time_column} BETWEEN {int(summary.low)} AND {int(summary.high)}")
-    return predicates
+def upsert_latest(spark: SparkSession, location: str, rows: DataFrame, key: Iterable[str],
+                  partition_column: str, time_column: str) -> str | None:
+    """Deduplicate `rows` to the latest message per key and upsert them, a row replacing the
+    table's only when it is a later message of its key. Returns "append", "merge" or None
+    (nothing to write)."""
+    latest = latest_per_key(rows, key).persist()
+    try:
+        key_range = key_range_of(latest, partition_column, time_column)
+        return upsert(spark, location, latest, key, key_range) if key_range else None
+    finally:
+        latest.unpersist()
 
 
 def append_once(rows: DataFrame, location: str, app_id: str, batch_id: int) -> None:
@@ -332,26 +321,35 @@ def silver_queries(config: AppConfig, exchanges: list[str] | None = None) -> lis
     return queries
 
 
+def for_outputs(classified: DataFrame) -> DataFrame:
+    """What quarantine and silver need of a classified batch, the raw message only where it
+    is rejected: the batch is cached this narrow, so that it is parsed and validated once."""
+    return (classified.drop(*[c for c in classified.columns if c.startswith("_has_")])
+            .withColumn("value", F.when(F.col("quarantine_reason").isNotNull(), F.col("value"))))
+
+
 def process_batch(spark: SparkSession, config: AppConfig, query: SilverQuery, bronze_batch: DataFrame,
                   batch_id: int, now_ms: int) -> None:
     """Parse, validate, quarantine the bad, dedupe, merge the good."""
+    if bronze_batch.isEmpty():
+        return
     if query.kind == "klines":
         parsed = parse_messages(bronze_batch, KLINE_REQUIRED, KLINE_OPTIONAL)
         classified = classify(parsed, kline_rules(query.exchange, config.exchanges.symbols, now_ms))
     else:
         parsed = parse_messages(bronze_batch, MARKET_REQUIRED, MARKET_OPTIONAL)
         classified = classify(parsed, market_rules(query.exchange, config.exchanges.symbols, now_ms))
-    classified = classified.persist()
+    classified = for_outputs(classified).persist()
     try:
         if classified.where(F.col("quarantine_reason").isNotNull()).limit(1).count():
             append_once(to_quarantine_rows(classified, query.bronze_table, query.exchange, query.kind),
                         query.quarantine_location, f"{query.app_id}-quarantine", batch_id)
         if query.kind == "klines":
-            merge_latest(spark, query.silver_location, latest_per_key(to_silver_klines(classified), KLINE_KEY),
-                         KLINE_KEY, partition_column="interval", time_column="open_time_ms")
+            upsert_latest(spark, query.silver_location, to_silver_klines(classified), KLINE_KEY,
+                          partition_column="interval", time_column="open_time_ms")
         else:
-            merge_latest(spark, query.silver_location, latest_per_key(to_silver_market(classified), MARKET_KEY),
-                         MARKET_KEY, partition_column="metric", time_column="ts_ms")
+            upsert_latest(spark, query.silver_location, to_silver_market(classified), MARKET_KEY,
+                          partition_column="metric", time_column="ts_ms")
     finally:
         classified.unpersist()
 

@@ -16,9 +16,10 @@ from pyspark.sql import functions as F
 
 from common.catalog import KLINE_COLUMNS, MARKET_COLUMNS, table_location, table_spec
 from common.config import AppConfig
-from common.symbols import ccxt_symbol, conventional_exchange_symbol
-from streaming.silver import KLINE_KEY, MARKET_KEY, latest_per_key, merge_latest, merge_pruning
+from common.symbols import SymbolMap
+from streaming.silver import KLINE_KEY, MARKET_KEY, latest_per_key, upsert_latest
 from streaming.triggers import with_trigger
+from streaming.upsert import key_range_of, upsert
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +37,17 @@ def changed_rows(changes: DataFrame, columns: list[str]) -> DataFrame:
     return changes.where(F.col("_change_type").isin("insert", "update_postimage")).select(*columns)
 
 
-def with_symbol_names(rows: DataFrame, market_type: str, exchanges: list[str], symbols: list[str]) -> DataFrame:
+def with_symbol_names(rows: DataFrame, symbol_map: SymbolMap, exchanges: list[str], symbols: list[str]) -> DataFrame:
     """Fill the exchange's id and ccxt's symbol where a message did not carry them (a file
-    replay), from the naming conventions of common/symbols.py."""
+    replay), from the symbol map."""
     ids = F.create_map(*[F.lit(x) for ex in exchanges for s in symbols
-                         for x in (f"{ex}|{s}", conventional_exchange_symbol(ex, s, market_type))])
-    unified = F.create_map(*[F.lit(x) for s in symbols for x in (s, ccxt_symbol(s, market_type))])
+                         for x in (f"{ex}|{s}", symbol_map.exchange_symbol(ex, s))])
+    unified = F.create_map(*[F.lit(x) for ex in exchanges for s in symbols
+                             for x in (f"{ex}|{s}", symbol_map.ccxt_symbol(ex, s))])
+    exchange_and_symbol = F.concat_ws("|", "exchange", "symbol")
     return (rows
-            .withColumn("exchange_symbol", F.coalesce("exchange_symbol",
-                                                      F.element_at(ids, F.concat_ws("|", "exchange", "symbol"))))
-            .withColumn("ccxt_symbol", F.coalesce("ccxt_symbol", F.element_at(unified, F.col("symbol")))))
+            .withColumn("exchange_symbol", F.coalesce("exchange_symbol", F.element_at(ids, exchange_and_symbol)))
+            .withColumn("ccxt_symbol", F.coalesce("ccxt_symbol", F.element_at(unified, exchange_and_symbol))))
 
 
 def consolidate(klines: DataFrame) -> DataFrame:
@@ -77,40 +79,35 @@ def upsert_unified_klines(spark: SparkSession, config: AppConfig, changes: DataF
     unified_location = table_location(config, table_spec(config, "silver.unified_klines"))
     consolidated_location = table_location(config, table_spec(config, "silver.consolidated_klines"))
     columns = _columns(KLINE_COLUMNS)
-    rows = with_symbol_names(changed_rows(changes, columns), config.exchanges.market_type,
+    rows = with_symbol_names(changed_rows(changes, columns), config.exchanges.symbol_map,
                              list(config.exchanges.enabled), list(config.exchanges.symbols))
     rows = latest_per_key(rows, KLINE_KEY).withColumn("updated_at", F.current_timestamp()).persist()
     try:
-        pruning = merge_pruning(rows, "interval", "open_time_ms")
-        if pruning is None:
+        key_range = key_range_of(rows, "interval", "open_time_ms")
+        if key_range is None:
             return
-        merge_latest(spark, unified_location, rows, KLINE_KEY, pruning=pruning)
-        # Recompute the consolidated kline of every key this batch touched, from all exchanges;
-        # the literal range lets Delta skip the unified files that cannot hold those keys.
-        touched = rows.select(*CONSOLIDATED_KEY).distinct()
-        in_range = " AND ".join(p.replace("t.", "") for p in pruning)
-        sources = (spark.read.format("delta").load(unified_location).where(in_range)
-                   .join(touched, list(CONSOLIDATED_KEY)))
-        _merge_replace(spark, consolidated_location, consolidate(sources), CONSOLIDATED_KEY, pruning)
+        written = upsert(spark, unified_location, rows, KLINE_KEY, key_range)
+        # The consolidated kline of every key this batch touched, from all its exchanges. When
+        # unified held nothing in the batch's range before, the batch has every exchange's row
+        # of those keys; otherwise they are read back (the range lets Delta skip most files).
+        if written == "append":
+            sources = rows
+        else:
+            touched = rows.select(*CONSOLIDATED_KEY).distinct()
+            sources = (spark.read.format("delta").load(unified_location).where(key_range.predicate())
+                       .join(touched, list(CONSOLIDATED_KEY)))
+        # Recomputing a key is idempotent: the new row always replaces the old.
+        upsert(spark, consolidated_location, consolidate(sources), CONSOLIDATED_KEY, key_range, update_when=None)
     finally:
         rows.unpersist()
 
 
 def upsert_unified_market(spark: SparkSession, config: AppConfig, changes: DataFrame) -> None:
     location = table_location(config, table_spec(config, "silver.unified_market"))
-    rows = with_symbol_names(changed_rows(changes, _columns(MARKET_COLUMNS)), config.exchanges.market_type,
+    rows = with_symbol_names(changed_rows(changes, _columns(MARKET_COLUMNS)), config.exchanges.symbol_map,
                              list(config.exchanges.enabled), list(config.exchanges.symbols))
-    merge_latest(spark, location, latest_per_key(rows, MARKET_KEY).withColumn("updated_at", F.current_timestamp()),
-                 MARKET_KEY, partition_column="metric", time_column="ts_ms")
-
-
-def _merge_replace(spark: SparkSession, location: str, rows: DataFrame, key, pruning: list[str]) -> None:
-    """MERGE that always takes the recomputed row (recomputing is idempotent by itself)."""
-    from delta.tables import DeltaTable
-
-    condition = " AND ".join(pruning + [f"t.{k} = s.{k}" for k in key])
-    (DeltaTable.forPath(spark, location).alias("t").merge(rows.alias("s"), condition)
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+    upsert_latest(spark, location, rows.withColumn("updated_at", F.current_timestamp()), MARKET_KEY,
+                  partition_column="metric", time_column="ts_ms")
 
 
 def start_unified_query(spark: SparkSession, config: AppConfig, kind: str, available_now: bool):
@@ -122,6 +119,8 @@ def start_unified_query(spark: SparkSession, config: AppConfig, kind: str, avail
     upsert = upsert_unified_klines if kind == "klines" else upsert_unified_market
 
     def upsert_batch(batch: DataFrame, batch_id: int) -> None:
+        if batch.isEmpty():
+            return
         batch = batch.persist()  # read the change feed once, however many steps use it
         try:
             upsert(spark, config, batch)

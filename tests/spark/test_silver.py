@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from common.catalog import KAFKA_RAW_COLUMNS, KLINE_COLUMNS
 from streaming.silver import (
     KLINE_KEY, KLINE_OPTIONAL, KLINE_REQUIRED, MARKET_OPTIONAL, MARKET_REQUIRED, classify, kline_rules,
-    latest_per_key, market_rules, merge_latest, parse_messages, to_quarantine_rows, to_silver_klines,
+    latest_per_key, market_rules, parse_messages, to_quarantine_rows, to_silver_klines,
+    upsert_latest,
 )
 
 T0 = 1_786_924_800_000  # 2026-08-17 00:00 UTC
@@ -54,6 +55,7 @@ INVALID_KLINES = [
     (kline(volume="NaN"), "non_finite", "NaN or infinite: volume"),
     (json.dumps(kline()).replace('"high": 110.0', '"high": 1e400'), "non_finite", "NaN or infinite: high"),
     (json.dumps(kline(high=float("inf"))), "not_json", "the value is not valid JSON"),  # Python's 'Infinity'
+    (json.dumps(kline()) + " and then some", "not_json", "the value is not valid JSON"),
 
     (kline(exchange="okx"), "unknown_exchange", "exchange okx in the binance topic"),
     (kline(symbol="DOGEUSDT"), "unknown_symbol", "symbol DOGEUSDT is not configured (BTCUSDT, ETHUSDT)"),
@@ -132,12 +134,13 @@ def table_closes(spark, location):
 
 def test_merge_across_batches_corrects_late_and_out_of_order_klines(spark, silver_table):
     def merge(values, start_offset):
-        merge_latest(spark, silver_table, latest_per_key(silver_of(spark, values, start_offset), KLINE_KEY),
-                     KLINE_KEY, partition_column="interval")
+        return upsert_latest(spark, silver_table, silver_of(spark, values, start_offset), KLINE_KEY,
+                             partition_column="interval", time_column="open_time_ms")
 
-    merge([kline(open_time=T0 + 120_000), kline(open_time=T0)], start_offset=0)  # out of order
-    merge([kline(open_time=T0 + 60_000, close=100.0),                           # late: fills the hole
-           kline(open_time=T0, close=99.0, low=90.0)], start_offset=2)            # a correction of T0
+    # Out of order, into an empty table: nothing can match, so it is appended.
+    assert merge([kline(open_time=T0 + 120_000), kline(open_time=T0)], start_offset=0) == "append"
+    assert merge([kline(open_time=T0 + 60_000, close=100.0),                    # late: fills the hole
+                  kline(open_time=T0, close=99.0, low=90.0)], start_offset=2) == "merge"  # a correction of T0
     assert table_closes(spark, silver_table) == {("1m", T0): 99.0, ("1m", T0 + 60_000): 100.0,
                                                  ("1m", T0 + 120_000): 105.0}
 
@@ -147,3 +150,18 @@ def test_merge_across_batches_corrects_late_and_out_of_order_klines(spark, silve
     assert table_closes(spark, silver_table)[("1m", T0)] == 99.0
     assert spark.read.format("delta").load(silver_table).count() == 3
     assert spark.sql(f"DESCRIBE HISTORY delta.`{silver_table}`").count() >= before
+
+
+def test_only_rows_in_the_batch_range_force_a_merge(spark, silver_table):
+    def upsert(values, start_offset):
+        return upsert_latest(spark, silver_table, silver_of(spark, values, start_offset), KLINE_KEY,
+                             partition_column="interval", time_column="open_time_ms")
+
+    assert upsert([kline(interval="15m")], start_offset=0) == "append"
+    # Same open time, another interval (partition): nothing of the table is in range.
+    assert upsert([kline(), kline(open_time=T0 + 60_000)], start_offset=1) == "append"
+    # Another symbol inside the range of a stored row: a MERGE, which inserts it.
+    assert upsert([kline(symbol="ETHUSDT", open_time=T0 + 60_000)], start_offset=3) == "merge"
+    stored = {(r.symbol, r.interval, r.open_time_ms) for r in spark.read.format("delta").load(silver_table).collect()}
+    assert stored == {("BTCUSDT", "15m", T0), ("BTCUSDT", "1m", T0), ("BTCUSDT", "1m", T0 + 60_000),
+                      ("ETHUSDT", "1m", T0 + 60_000)}
