@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from common.symbols import SymbolMap
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "conf" / "app.toml"
 ENV_PREFIX = "CRYPTOBOT_"
@@ -83,6 +85,7 @@ class ExchangesConfig:
     market_type: str
     symbols: tuple[str, ...]
     intervals: tuple[str, ...]
+    symbol_map: SymbolMap
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,29 @@ class ProducerConfig:
     sandbox: bool
 
 
+ANALYTICS_KEYS = {  # key -> (type, low, high)
+    "swing_strength": (int, 1, 100), "atr_period": (int, 1, 1_000), "warning_atr": (float, 0.0, 10.0),
+    "profile_window_bars": (int, 10, 100_000), "profile_bins": (int, 2, 1_000),
+    "profile_step_bars": (int, 1, 100_000), "cluster_atr": (float, 0.0, 10.0),
+    "max_active_zones": (int, 1, 1_000),
+}
+SENTIMENT_KEYS = {"funding_window": (int, 2, 10_000), "change_window": (int, 1, 10_000)}
+
+
+@dataclass(frozen=True)
+class AnalyticsConfig:
+    defaults: Mapping[str, Any]
+    by_interval: Mapping[str, Mapping[str, Any]]
+    funding_window: int
+    change_window: int
+
+    def params(self, interval: str):
+        """The analytics parameters of one interval (common/analytics/series.AnalyticsParams)."""
+        from common.analytics.series import AnalyticsParams
+
+        return AnalyticsParams(**{**self.defaults, **self.by_interval.get(interval, {})})
+
+
 @dataclass(frozen=True)
 class AppConfig:
     paths: PathsConfig
@@ -115,6 +141,7 @@ class AppConfig:
     exchanges: ExchangesConfig
     streaming: StreamingConfig
     producer: ProducerConfig
+    analytics: AnalyticsConfig
     source: str
 
     def klines_topic(self, exchange: str) -> str:
@@ -171,6 +198,64 @@ def _parse_env_value(name: str, value: str, current: Any) -> Any:
     return value
 
 
+def _symbol_overrides(raw: dict[str, Any], symbols: tuple[str, ...], market_type: str) -> dict[str, dict[str, str]]:
+    """[exchanges.symbol_map.<exchange>]: canonical symbol = ccxt symbol, where an exchange
+    does not follow the naming convention."""
+    table = raw.get("exchanges", {}).get("symbol_map", {})
+    overrides: dict[str, dict[str, str]] = {}
+    for exchange, mapping in table.items():
+        where = f"[exchanges.symbol_map.{exchange}]"
+        if exchange not in SUPPORTED_EXCHANGES:
+            raise ConfigError(f"{where}: unknown exchange; allowed: {', '.join(SUPPORTED_EXCHANGES)}")
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{where}: must be a table of SYMBOL = \"ccxt symbol\"")
+        for symbol, unified in mapping.items():
+            if symbol not in symbols:
+                raise ConfigError(f"{where} {symbol}: not one of [exchanges] symbols")
+            pair, colon, settle = unified.partition(":") if isinstance(unified, str) else ("", "", "")
+            base, slash, quote = pair.partition("/")
+            if not (base and slash and quote) or (market_type == "swap") != bool(colon and settle):
+                example = "BASE/USDT:USDT" if market_type == "swap" else "BASE/USDT"
+                raise ConfigError(f"{where} {symbol} = {unified!r}: expected a ccxt {market_type} symbol like "
+                                  f"{example!r}")
+            overrides.setdefault(exchange, {})[symbol] = unified
+    return overrides
+
+
+def _analytics(raw: dict[str, Any], intervals: tuple[str, ...]) -> AnalyticsConfig:
+    section = raw.get("analytics")
+    if not isinstance(section, dict):
+        raise ConfigError("missing config section [analytics]")
+
+    def checked(where: str, key: str, value: Any, rules: dict) -> Any:
+        kind, low, high = rules[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise ConfigError(f"{where} {key} = {value!r}: must be a {'whole ' if kind is int else ''}number")
+        if not low <= value <= high:
+            raise ConfigError(f"{where} {key} = {value!r}: must be between {low} and {high}")
+        return kind(value)
+
+    rules = {**ANALYTICS_KEYS, **SENTIMENT_KEYS}
+    values = {}
+    for key in rules:
+        if key not in section:
+            raise ConfigError(f"missing config key [analytics] {key}")
+        values[key] = checked("[analytics]", key, section[key], rules)
+    unknown = set(section) - set(rules) - {"intervals"}
+    if unknown:
+        raise ConfigError(f"[analytics]: unknown keys {sorted(unknown)}")
+    by_interval = {}
+    for interval, table in section.get("intervals", {}).items():
+        where = f"[analytics.intervals.{interval}]"
+        if interval not in intervals:
+            raise ConfigError(f"{where}: not one of [exchanges] intervals")
+        if not isinstance(table, dict) or set(table) - set(ANALYTICS_KEYS):
+            raise ConfigError(f"{where}: only {', '.join(ANALYTICS_KEYS)}")
+        by_interval[interval] = {k: checked(where, k, v, ANALYTICS_KEYS) for k, v in table.items()}
+    defaults = {k: values[k] for k in ANALYTICS_KEYS}
+    return AnalyticsConfig(defaults, by_interval, values["funding_window"], values["change_window"])
+
+
 def _resolve_local(path_or_uri: str) -> str:
     """Relative local paths are taken from the project root; URIs are kept as they are."""
     if "://" in path_or_uri or path_or_uri.startswith("/"):
@@ -218,7 +303,8 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             topic_retention_ms=get.whole_number("kafka", "topic_retention_ms", -1, 2**62),
         ),
         exchanges=ExchangesConfig(
-            enabled=exchanges, market_type=market_type, symbols=symbols, intervals=intervals
+            enabled=exchanges, market_type=market_type, symbols=symbols, intervals=intervals,
+            symbol_map=SymbolMap(market_type, _symbol_overrides(raw, symbols, market_type)),
         ),
         streaming=StreamingConfig(
             trigger_interval_seconds=get.whole_number("streaming", "trigger_interval_seconds", 1, 86_400),
@@ -237,6 +323,7 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             api_base_url=get.optional_text("producer", "api_base_url"),
             sandbox=get.flag("producer", "sandbox"),
         ),
+        analytics=_analytics(raw, intervals),
         source=source,
     )
 

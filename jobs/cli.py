@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     sanity.add_argument("--symbol", action="append", default=None,
                         help="check only this canonical symbol (repeatable; default: all)")
 
+    symbols = commands.add_parser("symbols", help="show which market each symbol is on each exchange; with --check, "
+                                                  "hold that against the exchanges' market lists (exit 1 on a problem)")
+    symbols.add_argument("--check", action="store_true", help="load each exchange's markets through ccxt and check")
+
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -215,6 +219,12 @@ def _sanity(args, config) -> int:
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
+def _symbols(args, config) -> int:
+    from jobs import symbol_check
+
+    return symbol_check.run(config, check=args.check)
+
+
 def parse_utc_ms(text: str) -> int:
     """'2024-01-01' or '2024-01-01T12:00' (UTC unless an offset is given) -> epoch ms."""
     from datetime import datetime, timezone
@@ -234,7 +244,8 @@ def _first_line(err: Exception) -> str:
 
 
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
-            "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity}
+            "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
+            "symbols": _symbols}
 
 if __name__ == "__main__":
     sys.exit(main())

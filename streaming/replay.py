@@ -18,7 +18,7 @@ import pandas as pd
 
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.market_data import Kline, wall_clock_ms
-from common.symbols import ccxt_symbol, conventional_exchange_symbol
+from common.symbols import SymbolMap
 from streaming.kline_files import read_kline_file, resample_klines
 from streaming.producers.kafka_writer import create_kafka_producer, send_confirmed
 from streaming.producers.messages import encode, kline_key, kline_message
@@ -44,9 +44,9 @@ class ReplayReport:
 
 
 def replay_messages(klines: pd.DataFrame, source_interval: str, derive: list[str], *, exchange: str, symbol: str,
-                    source: str, market_type: str = "swap") -> list[tuple[int, str, dict]]:
+                    source: str, symbol_map: SymbolMap = SymbolMap("swap")) -> list[tuple[int, str, dict]]:
     """(close_time_ms, key, message) for the klines and each derived interval, in close-time order."""
-    unified, exchange_symbol = ccxt_symbol(symbol, market_type), conventional_exchange_symbol(exchange, symbol)
+    unified, exchange_symbol = symbol_map.ccxt_symbol(exchange, symbol), symbol_map.exchange_symbol(exchange, symbol)
     frames = {source_interval: klines}
     frames.update({interval: resample_klines(klines, source_interval, interval) for interval in derive})
     messages = []
@@ -72,7 +72,7 @@ def replay_file(config: AppConfig, path: str | Path, *, exchange: str, symbol: s
         raise ValueError(f"exchange {exchange!r} is not enabled in the config ({', '.join(config.exchanges.enabled)})")
     derive = [d for d in (derive or []) if d != interval]
     messages = replay_messages(read_kline_file(path), interval, derive, exchange=exchange, symbol=symbol,
-                               source=source or f"file:{Path(path).name}", market_type=config.exchanges.market_type)
+                               source=source or f"file:{Path(path).name}", symbol_map=config.exchanges.symbol_map)
     topic = config.klines_topic(exchange)
     keys = {key for _, key, _ in messages}
     already = last_sent_times(config, topic, keys, "open_time")

@@ -97,9 +97,9 @@ class MarketDataClient:
         # reload: a failed attempt may have cached an empty market list
         self._call("load_markets", lambda: self.client.load_markets(reload=True))
 
-    def exchange_symbol(self, unified_symbol: str) -> str:
-        """The exchange's own id of a market; BadSymbol if the exchange does not list it."""
-        return self.client.market(unified_symbol)["id"]
+    def markets(self) -> dict[str, dict]:
+        """ccxt's market list (after load_markets): unified symbol -> market."""
+        return self.client.markets or {}
 
     def supports(self, metric: str) -> bool:
         return bool(self.client.has.get(_METRIC_CAPABILITY[metric]))

@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.market_data import FUNDING_PERIOD_MS, MARKET_METRICS, MarketDataClient, wall_clock_ms
 from common.exchange.retry import is_temporary
-from common.symbols import ccxt_symbol
+from common.symbols import check_markets
 from streaming.producers.kafka_writer import send_confirmed
 from streaming.producers.messages import encode, kline_key, kline_message, market_key, market_message
 from streaming.producers.resume import last_sent_times
@@ -64,22 +64,18 @@ class ExchangeProducer:
 
     def prepare(self) -> None:
         """Load markets, build the streams, and resume each where Kafka says it stopped."""
-        market_type = self.config.exchanges.market_type
         self.market_data.load_markets()
-        for symbol in self.config.exchanges.symbols:
-            unified = ccxt_symbol(symbol, market_type)
-            try:
-                exchange_symbol = self.market_data.exchange_symbol(unified)
-                reason = None
-            except Exception as error:  # noqa: BLE001 - ccxt raises BadSymbol for an unlisted market
-                exchange_symbol, reason = None, f"{type(error).__name__}: {error}"
+        checks = check_markets(self.config.exchanges.symbol_map, self.exchange, list(self.config.exchanges.symbols),
+                               self.market_data.markets())
+        for check in checks:
+            # A symbol the exchange does not list (or not actively) stops its streams only.
+            names = (check.symbol, check.ccxt_symbol, check.exchange_symbol)
             for interval in self.config.exchanges.intervals:
-                self.streams.append(Stream("kline", symbol, unified, exchange_symbol, interval, stopped_reason=reason))
+                self.streams.append(Stream("kline", *names, interval, stopped_reason=check.problem))
             if self.config.producer.market_data:
                 for metric in MARKET_METRICS:
                     if self.market_data.supports(metric):
-                        self.streams.append(Stream("market", symbol, unified, exchange_symbol, metric,
-                                                   stopped_reason=reason))
+                        self.streams.append(Stream("market", *names, metric, stopped_reason=check.problem))
         for stream in self.streams:
             if stream.stopped_reason:
                 log.error("event=stream_stopped exchange=%s stream=%s reason=%s", self.exchange, stream.label,

@@ -42,11 +42,14 @@ def retry_policy(config: AppConfig) -> RetryPolicy:
     return RetryPolicy(p.retry_max_attempts, p.retry_base_delay_ms / 1000, p.retry_max_delay_ms / 1000)
 
 
-def build_exchange_producer(exchange: str, config: AppConfig, kafka, since_ms: int | None) -> ExchangeProducer:
+def build_market_data_client(exchange: str, config: AppConfig) -> MarketDataClient:
     client = create_ccxt_exchange(exchange, config.exchanges.market_type, api_base_url=config.producer.api_base_url,
                                   sandbox=config.producer.sandbox, timeout_ms=config.producer.request_timeout_ms)
-    market_data = MarketDataClient(exchange, client, retry_policy(config), config.producer.close_grace_ms)
-    return ExchangeProducer(exchange, config, market_data, kafka, since_ms=since_ms)
+    return MarketDataClient(exchange, client, retry_policy(config), config.producer.close_grace_ms)
+
+
+def build_exchange_producer(exchange: str, config: AppConfig, kafka, since_ms: int | None) -> ExchangeProducer:
+    return ExchangeProducer(exchange, config, build_market_data_client(exchange, config), kafka, since_ms=since_ms)
 
 
 def run_producers(config: AppConfig, once: bool = False, since_ms: int | None = None,
