@@ -9,7 +9,8 @@ CRYPTOBOT   := $(VENV)/bin/cryptobot
 MVN         := mvn -B -q -s jvm/maven-settings.xml
 SPARK_JARS  = $(shell ls jars/spark/*.jar 2>/dev/null | tr '\n' ',' | sed 's/,$$//')
 # pyspark's launch scripts find Spark through the python on PATH: put the venv's first.
-SPARK_ENV   = PATH=$(CURDIR)/$(VENV)/bin:$$PATH SPARK_CONF_DIR=$(CURDIR)/conf
+SPARK_ENV   = PATH=$(CURDIR)/$(VENV)/bin:$$PATH SPARK_CONF_DIR=$(CURDIR)/conf \
+              PYSPARK_PYTHON=$(CURDIR)/$(VENV)/bin/python
 SPARK_MASTER ?= local[2]
 JOB         ?= init_tables
 PYTEST_ARGS ?=

@@ -6,6 +6,7 @@ Every job and test gets its session here, and every session registers the lake's
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from common.config import PROJECT_ROOT, AppConfig
@@ -51,6 +52,8 @@ def build_spark_session(config: AppConfig, app_name: str, extra_conf: dict[str, 
         # Read by the spark-submit that pyspark runs to start the JVM: spark-defaults.conf
         # and log4j2.properties come from conf/.
         os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_CONF_DIR))
+        # Python workers (applyInPandas) run this interpreter, with its packages, unless told otherwise.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(config.spark.master).config("spark.jars", ",".join(project_spark_jars()))
         if config.spark.master.startswith("local"):
             # A laptop's driver talks to itself only: stay on loopback.

@@ -102,7 +102,7 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
         for zone in zones:
             after = track_bar(zone, high[t], low[t], close[t])
             if visible_changes(zone, after):
-                versions.append(zone_row(after, known_at))
+                versions.append(zone_row(after, known_at, interval_ms))
             if after.status == ACTIVE:
                 tracked.append(after)
         zones = tracked
@@ -116,20 +116,23 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
         for swing in confirmed:
             profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
                                                 params.profile_bins)
-            zones = _add_swing_zone(zones, versions, swing, bars, profile, window, atr[t], params, known_at)
+            zones = _add_swing_zone(zones, versions, swing, bars, profile, window, atr[t], params, known_at,
+                                     interval_ms)
         if (open_ms[t] // interval_ms) % params.profile_step_bars == 0 and t - first + 1 >= params.profile_window_bars:
             profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
                                                 params.profile_bins)
-            zones = _add_volume_zones(zones, versions, profile, window, close[t], atr[t], int(open_ms[t]), known_at)
-        zones = _expire_oldest(zones, versions, params.max_active_zones, known_at)
+            zones = _add_volume_zones(zones, versions, profile, window, close[t], atr[t], int(open_ms[t]), known_at,
+                                      interval_ms)
+        zones = _expire_oldest(zones, versions, params.max_active_zones, known_at, interval_ms)
 
     new_state = SeriesState(int(opens[-1]), structure, zones)
     return _frame(events, EVENT_COLUMNS), _frame(versions, ZONE_COLUMNS), new_state
 
 
-def _add_swing_zone(zones, versions, swing: Swing, bars: pd.DataFrame, profile, window, atr, params, known_at):
+def _add_swing_zone(zones, versions, swing: Swing, bars: pd.DataFrame, profile, window, atr, params, known_at,
+                    interval_ms):
     zone_type = DEMAND if swing.kind == "low" else SUPPLY
-    row = bars.loc[bars["open_time_ms"] == swing.time_ms].iloc[0]
+    row = bars.iloc[int(np.searchsorted(bars["open_time_ms"].to_numpy(), swing.time_ms))]
     if zone_type == DEMAND:
         low, high = float(row.low), float(min(row.open, row.close))
     else:
@@ -138,14 +141,14 @@ def _add_swing_zone(zones, versions, swing: Swing, bars: pd.DataFrame, profile, 
         if (zone.zone_type == zone_type and zone.source == "swing"
                 and abs(zone.level - swing.level) <= params.cluster_atr * atr):
             joined = join_swing(zone, swing.level, low, high, profile, atr)
-            versions.append(zone_row(joined, known_at))
+            versions.append(zone_row(joined, known_at, interval_ms))
             return zones[:n] + zones[n + 1:] + [joined]
     zone = new_zone(zone_type, "swing", low, high, swing.level, profile, window, atr, known_at, swing.time_ms)
-    versions.append(zone_row(zone, known_at))
+    versions.append(zone_row(zone, known_at, interval_ms))
     return zones + [zone]
 
 
-def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms, known_at):
+def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms, known_at, interval_ms):
     for node in high_volume_nodes(profile):
         low, high = float(profile.edges[node]), float(profile.edges[node + 1])
         if low <= close <= high:
@@ -155,17 +158,17 @@ def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms,
             continue
         zone = new_zone(zone_type, "volume", low, high, (low + high) / 2, profile, window, atr, known_at,
                         bar_time_ms * 1000 + node)  # one id per node and refresh
-        versions.append(zone_row(zone, known_at))
+        versions.append(zone_row(zone, known_at, interval_ms))
         zones = zones + [zone]
     return zones
 
 
-def _expire_oldest(zones, versions, limit: int, known_at: int):
+def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int):
     for side in (DEMAND, SUPPLY):
         side_zones = [z for z in zones if z.zone_type == side]
         for zone in side_zones[:max(0, len(side_zones) - limit)]:
             expired = Zone(**{**asdict(zone), "status": EXPIRED})
-            versions.append(zone_row(expired, known_at))
+            versions.append(zone_row(expired, known_at, interval_ms))
             zones = [z for z in zones if z.zone_id != zone.zone_id]
     return zones
 

@@ -67,8 +67,7 @@ class Zone:
     breaks: int = 0
     status: str = ACTIVE
     in_visit: bool = False
-    created_ms: int = 0
-    bars_seen: int = 0  # bars since it was created
+    created_ms: int = 0  # when it became known (the close of the bar that made it)
 
     @property
     def is_liquidity_pool(self) -> bool:
@@ -98,10 +97,10 @@ def zone_quality(zone: Zone) -> float:
     return round(volume + rejections + freshness + width + value, 4)
 
 
-def zone_row(zone: Zone, known_at_ms: int) -> dict:
+def zone_row(zone: Zone, known_at_ms: int, interval_ms: int) -> dict:
     row = {k: v for k, v in asdict(zone).items() if k in ZONE_COLUMNS}
-    row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone), age_bars=zone.bars_seen,
-               known_at_ms=int(known_at_ms))
+    row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone),
+               age_bars=int((known_at_ms - zone.created_ms) // interval_ms), known_at_ms=int(known_at_ms))
     return row
 
 
@@ -136,7 +135,7 @@ def join_swing(zone: Zone, level: float, low: float, high: float, profile: Profi
 
 
 def track_bar(zone: Zone, high: float, low: float, close: float) -> Zone:
-    """The zone after one more bar (created before it)."""
+    """The zone after one more bar (created before it); the same object when nothing changed."""
     if zone.status != ACTIVE:
         return zone
     if zone.zone_type == DEMAND:
@@ -145,6 +144,8 @@ def track_bar(zone: Zone, high: float, low: float, close: float) -> Zone:
     else:
         reaches = high >= zone.zone_low
         through_wick, closes_through, closes_back_out = high > zone.zone_high, close > zone.zone_high, close < zone.zone_low
+    if not reaches and not zone.in_visit:
+        return zone  # far from it, as most bars are
     touches, rejections, sweeps, breaks = zone.touches, zone.rejections, zone.sweeps, zone.breaks
     in_visit, status = zone.in_visit, zone.status
     if reaches and not in_visit:
@@ -163,7 +164,7 @@ def track_bar(zone: Zone, high: float, low: float, close: float) -> Zone:
         elif not reaches:
             in_visit = False
     return replace(zone, touches=touches, rejections=rejections, sweeps=sweeps, breaks=breaks, status=status,
-                   in_visit=in_visit, bars_seen=zone.bars_seen + 1)
+                   in_visit=in_visit)
 
 
 def high_volume_nodes(profile: Profile) -> list[int]:
@@ -178,6 +179,7 @@ def high_volume_nodes(profile: Profile) -> list[int]:
 
 
 def visible_changes(before: Zone, after: Zone) -> bool:
-    """Whether a version must be written: anything but the bar count and the visit flag."""
-    ignore = {"bars_seen": 0, "in_visit": False}
-    return replace(before, **ignore) != replace(after, **ignore)
+    """Whether a version must be written: a counter or the status changed (not the visit flag)."""
+    return after is not before and (
+        (before.touches, before.rejections, before.sweeps, before.breaks, before.status)
+        != (after.touches, after.rejections, after.sweeps, after.breaks, after.status))

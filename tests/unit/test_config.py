@@ -51,3 +51,15 @@ def test_missing_key_and_missing_file_are_named(tmp_path):
         load_config(config_file, env={})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(env={"CRYPTOBOT_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_analytics_parameters_per_interval(tmp_path):
+    config_file = tmp_path / "app.toml"
+    config_file.write_text((PROJECT_ROOT / "conf" / "app.toml").read_text().replace(
+        "[producer]", "[analytics.intervals.1m]\nswing_strength = 10\n\n[producer]", 1))
+    analytics = load_config(config_file, env={}).analytics
+    assert analytics.params("1m").swing_strength == 10 and analytics.params("1h").swing_strength == 5
+    assert analytics.params("1h").profile_window_bars == 200
+    config_file.write_text(config_file.read_text().replace("swing_strength = 10", "swing_strength = 0"))
+    with pytest.raises(ConfigError, match=r"\[analytics.intervals.1m\] swing_strength = 0: must be between 1"):
+        load_config(config_file, env={})

@@ -1,0 +1,101 @@
+"""The analytics stage in the streaming app: a replay of the sample fills gold.bos_warnings,
+gold.liquidity_zones and gold.analytics_state, and computing it in two micro-batches (half the
+sample, then the rest) writes exactly the rows one batch run over the whole series writes."""
+import pandas as pd
+
+from common.analytics.series import analyze_series
+from common.config import INTERVAL_MS, load_config
+from streaming.app import run_stream
+from streaming.kline_files import read_kline_file
+from streaming.replay import replay_file
+from streaming.sample_data import SAMPLE_SOURCE, sample_path
+
+SYMBOL = "DOTUSDT"  # this test's own: the lake is shared
+EVENT_KEY = ["bar_time_ms", "event_type", "direction", "swing_time_ms"]
+
+
+def test_stream_in_two_batches_equals_one_batch_run(spark, pipeline_env, tmp_path):
+    env = {**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "binance", "CRYPTOBOT_EXCHANGES__SYMBOLS": SYMBOL,
+           "CRYPTOBOT_EXCHANGES__INTERVALS": "15m,1h"}
+    config = load_config(env=env)
+    minutes = read_kline_file(sample_path())
+    first_half = tmp_path / "first_half.csv"
+    minutes.head(len(minutes) // 2).to_csv(first_half, index=False)
+
+    for path in (first_half, sample_path()):
+        replay_file(config, path, exchange="binance", symbol=SYMBOL, derive=["15m", "1h"], source=SAMPLE_SOURCE)
+        run_stream(spark, config, available_now=True)
+
+    for exchange, interval in (("binance", "15m"), ("consolidated", "1h")):
+        where = f"exchange = '{exchange}' AND symbol = '{SYMBOL}' AND interval = '{interval}'"
+        table = "silver.unified_klines" if exchange != "consolidated" else "silver.consolidated_klines"
+        bars = spark.table(table).where(where.replace(f"exchange = '{exchange}' AND ", "") if exchange ==
+                                        "consolidated" else where).toPandas()
+        events, zones, state = analyze_series(bars, None, config.analytics.params(interval), INTERVAL_MS[interval])
+        assert len(events) > 10 and len(zones) > 10  # the sample has structure on both
+
+        streamed_events = spark.table("gold.bos_warnings").where(where).toPandas()
+        assert streamed_events.event_id.is_unique
+        assert set(events.event_type) == set(streamed_events.event_type)
+        pd.testing.assert_frame_equal(
+            streamed_events[events.columns].sort_values(EVENT_KEY).reset_index(drop=True),
+            events.sort_values(EVENT_KEY).reset_index(drop=True), check_dtype=False)
+
+        streamed_zones = spark.table("gold.liquidity_zones").where(where).toPandas()
+        streamed_zones["zone_id"] = streamed_zones.zone_id.str.split(":", n=3).str[3]
+        zone_key = ["known_at_ms", "zone_id", "status", "touches", "swing_count"]
+        pd.testing.assert_frame_equal(
+            streamed_zones[zones.columns].sort_values(zone_key).reset_index(drop=True),
+            zones.sort_values(zone_key).reset_index(drop=True), check_dtype=False)
+
+        stored = spark.table("gold.analytics_state").where(where).collect()
+        assert len(stored) == 1 and stored[0].last_bar_ms == state.last_bar_ms
+        assert stored[0].state_json == state.to_json()
+
+    # Nothing new: a third run analyses nothing and writes nothing.
+    before = spark.table("gold.bos_warnings").where(f"symbol = '{SYMBOL}'").count()
+    run_stream(spark, config, available_now=True)
+    assert spark.table("gold.bos_warnings").where(f"symbol = '{SYMBOL}'").count() == before
+
+
+def test_sentiment_scores_from_market_data_and_closes(spark, pipeline_env):
+    from kafka import KafkaProducer
+
+    from common.exchange.market_data import Kline, MarketPoint
+    from streaming.producers.messages import encode, kline_message, market_message
+
+    symbol, hour, start = "LTCUSDT", 3_600_000, 1_786_924_800_000
+    env = {**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "bybit", "CRYPTOBOT_EXCHANGES__SYMBOLS": symbol,
+           "CRYPTOBOT_EXCHANGES__INTERVALS": "1h"}
+    config = load_config(env=env)
+    names = {"exchange": "bybit", "symbol": symbol, "exchange_symbol": symbol, "ccxt_symbol": "LTC/USDT:USDT"}
+
+    def send(hours):
+        producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all")
+        for h in hours:
+            t = start + h * hour
+            price = 100 + h
+            producer.send(config.klines_topic("bybit"), key=f"{symbol}|1h".encode(), value=encode(kline_message(
+                **names, interval="1h", kline=Kline(t, price - 1, price + 1, price - 2, price, 10.0), source="test",
+                produced_at_ms=t + hour)))
+            for metric, value in (("open_interest", 1000.0 + 10 * h), ("long_short_ratio", 1.5)):
+                producer.send(config.market_topic("bybit"), key=f"{symbol}|{metric}".encode(), value=encode(
+                    market_message(**names, point=MarketPoint(metric, "1h", t, value), source="test",
+                                   produced_at_ms=t + hour)))
+        producer.flush()
+        producer.close()
+
+    send(range(8))
+    run_stream(spark, config, available_now=True)
+    scores = spark.table("gold.sentiment_scores").where(f"symbol = '{symbol}'").orderBy("ts_ms").toPandas()
+    assert list(scores.ts_ms) == [start + h * hour for h in range(8)]
+    assert (scores.interval == "1h").all() and (scores.known_at_ms == scores.ts_ms + hour).all()
+    # Long/short ratio alone (0.25 of the weight) until four hours of open interest and price exist.
+    assert list(scores.confidence.round(2)) == [0.25] * 4 + [0.55] * 4
+    assert (scores.label.iloc[:4] == "bearish").all()  # 1.5 long per short, read contrarian
+
+    send(range(8, 10))
+    run_stream(spark, config, available_now=True)
+    again = spark.table("gold.sentiment_scores").where(f"symbol = '{symbol}'").orderBy("ts_ms").toPandas()
+    assert len(again) == 10 and again.ts_ms.is_unique  # only the new hours were added
+    pd.testing.assert_frame_equal(again.iloc[:8].drop(columns="created_at"), scores.drop(columns="created_at"))
