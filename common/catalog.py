@@ -205,6 +205,7 @@ SHARED_TABLES = [
         quality DOUBLE,
         created_ms BIGINT,
         age_bars INT,
+        atr DOUBLE,
         known_at_ms BIGINT NOT NULL,
         created_at TIMESTAMP NOT NULL,
         updated_at TIMESTAMP NOT NULL

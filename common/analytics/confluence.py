@@ -9,7 +9,9 @@ and symbol:
   row's price range (the zone's bounds; an event's level);
 - value area: the row's price (a zone's POC, an event's close) lies in the value area of H's
   most recent profile known by then.
-Each is a count of agreeing higher intervals, with their names, for the scorer.
+Each is a count of agreeing higher intervals, with their names, for the scorer. With
+`lookback_ms`, a higher interval's rows older than that before the row are not used (the
+stream reads a bounded slice of the tables; this makes a batch run see the same).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def higher_intervals(interval: str, intervals: list[str]) -> list[str]:
 
 
 def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[str, pd.DataFrame],
-                   zones_by_interval: dict[str, pd.DataFrame]) -> pd.DataFrame:
+                   zones_by_interval: dict[str, pd.DataFrame],
+                   lookback_ms: dict[str, int] | None = None) -> pd.DataFrame:
     """rows: events (direction, level, bar_close) or zone versions (zone_type, zone_low,
     zone_high, poc_price), with known_at_ms. events/zones_by_interval: the same exchange and
     symbol's rows of each interval (any history; only what is known by each row is used)."""
@@ -40,7 +43,8 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
     high = out["zone_high"] if is_zone else out["level"]
     price = out["poc_price"].fillna((out["zone_low"] + out["zone_high"]) / 2) if is_zone else out["bar_close"]
     for higher in higher_intervals(interval, list(set(events_by_interval) | set(zones_by_interval))):
-        trend = _trend_as_of(out["known_at_ms"], events_by_interval.get(higher))
+        horizon = (lookback_ms or {}).get(higher)
+        trend = _trend_as_of(out["known_at_ms"], events_by_interval.get(higher), horizon)
         agree_trend = (trend == np.where(bullish, "bullish", "bearish"))
         zones = zones_by_interval.get(higher)
         overlap = np.zeros(len(out), dtype=bool)
@@ -48,7 +52,7 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
         if zones is not None and not zones.empty:
             for n, (known_at, lo, hi, side_bullish, p) in enumerate(
                     zip(out["known_at_ms"], low, high, bullish, price)):
-                current = _zones_as_of(zones, known_at)
+                current = _zones_as_of(zones, known_at, horizon)
                 if current.empty:
                     continue
                 side = "demand" if side_bullish else "supply"
@@ -66,7 +70,7 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
     return out
 
 
-def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None) -> np.ndarray:
+def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None, horizon_ms: int | None) -> np.ndarray:
     if events is None or events.empty:
         return np.full(len(times_ms), None, dtype=object)
     breaks = events[events.event_type.isin(["BOS", "CHOCH"])].sort_values("known_at_ms", kind="stable")
@@ -74,10 +78,14 @@ def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None) -> np.ndarray
         return np.full(len(times_ms), None, dtype=object)
     position = np.searchsorted(breaks.known_at_ms.to_numpy(), times_ms.to_numpy(), side="right") - 1
     directions = breaks.direction.to_numpy(dtype=object)
-    return np.where(position >= 0, directions[np.clip(position, 0, None)], None)
+    known_at = breaks.known_at_ms.to_numpy()[np.clip(position, 0, None)]
+    recent = np.ones(len(position), dtype=bool) if horizon_ms is None else (
+        known_at >= times_ms.to_numpy() - horizon_ms)
+    return np.where((position >= 0) & recent, directions[np.clip(position, 0, None)], None)
 
 
-def _zones_as_of(zones: pd.DataFrame, known_at_ms: int) -> pd.DataFrame:
-    """Each zone's last version known by then."""
-    known = zones[zones.known_at_ms <= known_at_ms]
+def _zones_as_of(zones: pd.DataFrame, known_at_ms: int, horizon_ms: int | None) -> pd.DataFrame:
+    """Each zone's last version known by then (and not older than the horizon)."""
+    known = zones[(zones.known_at_ms <= known_at_ms)
+                  & ((zones.known_at_ms >= known_at_ms - horizon_ms) if horizon_ms is not None else True)]
     return known.sort_values("known_at_ms", kind="stable").drop_duplicates("zone_id", keep="last")

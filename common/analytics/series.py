@@ -102,7 +102,7 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
         for zone in zones:
             after = track_bar(zone, high[t], low[t], close[t])
             if visible_changes(zone, after):
-                versions.append(zone_row(after, known_at, interval_ms))
+                versions.append(zone_row(after, known_at, interval_ms, atr[t]))
             if after.status == ACTIVE:
                 tracked.append(after)
         zones = tracked
@@ -123,7 +123,7 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
                                                 params.profile_bins)
             zones = _add_volume_zones(zones, versions, profile, window, close[t], atr[t], int(open_ms[t]), known_at,
                                       interval_ms)
-        zones = _expire_oldest(zones, versions, params.max_active_zones, known_at, interval_ms)
+        zones = _expire_oldest(zones, versions, params.max_active_zones, known_at, interval_ms, atr[t])
 
     new_state = SeriesState(int(opens[-1]), structure, zones)
     return _frame(events, EVENT_COLUMNS), _frame(versions, ZONE_COLUMNS), new_state
@@ -141,10 +141,10 @@ def _add_swing_zone(zones, versions, swing: Swing, bars: pd.DataFrame, profile, 
         if (zone.zone_type == zone_type and zone.source == "swing"
                 and abs(zone.level - swing.level) <= params.cluster_atr * atr):
             joined = join_swing(zone, swing.level, low, high, profile, atr)
-            versions.append(zone_row(joined, known_at, interval_ms))
+            versions.append(zone_row(joined, known_at, interval_ms, atr))
             return zones[:n] + zones[n + 1:] + [joined]
     zone = new_zone(zone_type, "swing", low, high, swing.level, profile, window, atr, known_at, swing.time_ms)
-    versions.append(zone_row(zone, known_at, interval_ms))
+    versions.append(zone_row(zone, known_at, interval_ms, atr))
     return zones + [zone]
 
 
@@ -158,17 +158,17 @@ def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms,
             continue
         zone = new_zone(zone_type, "volume", low, high, (low + high) / 2, profile, window, atr, known_at,
                         bar_time_ms * 1000 + node)  # one id per node and refresh
-        versions.append(zone_row(zone, known_at, interval_ms))
+        versions.append(zone_row(zone, known_at, interval_ms, atr))
         zones = zones + [zone]
     return zones
 
 
-def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int):
+def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int, atr: float):
     for side in (DEMAND, SUPPLY):
         side_zones = [z for z in zones if z.zone_type == side]
         for zone in side_zones[:max(0, len(side_zones) - limit)]:
             expired = Zone(**{**asdict(zone), "status": EXPIRED})
-            versions.append(zone_row(expired, known_at, interval_ms))
+            versions.append(zone_row(expired, known_at, interval_ms, atr))
             zones = [z for z in zones if z.zone_id != zone.zone_id]
     return zones
 

@@ -39,7 +39,7 @@ HVN_FACTOR = 1.5
 ZONE_COLUMNS = ["zone_id", "zone_type", "source", "is_liquidity_pool", "swing_count", "zone_low", "zone_high",
                 "level", "poc_price", "volume", "volume_share", "window_bars", "window_start_ms", "window_end_ms",
                 "window_poc", "value_area_low", "value_area_high", "touches", "rejections", "sweeps", "breaks",
-                "status", "quality", "created_ms", "age_bars", "known_at_ms"]
+                "status", "quality", "created_ms", "age_bars", "atr", "known_at_ms"]
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,10 @@ def zone_quality(zone: Zone) -> float:
     return round(volume + rejections + freshness + width + value, 4)
 
 
-def zone_row(zone: Zone, known_at_ms: int, interval_ms: int) -> dict:
+def zone_row(zone: Zone, known_at_ms: int, interval_ms: int, atr: float) -> dict:
+    """The zone as known at a bar's close, with that bar's ATR (for stops placed beyond it)."""
     row = {k: v for k, v in asdict(zone).items() if k in ZONE_COLUMNS}
-    row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone),
+    row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone), atr=float(atr),
                age_bars=int((known_at_ms - zone.created_ms) // interval_ms), known_at_ms=int(known_at_ms))
     return row
 
