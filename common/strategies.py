@@ -1,0 +1,183 @@
+"""The two strategies: from the analytics of one series (exchange, symbol, interval) to trade
+setups. Pure pandas, shared verbatim by the stream (streaming/signals.py), the scanner job and
+the backtester, so a backtest trades exactly what the live pipeline would have found.
+
+- `smc`: after a break of structure (BOS or CHoCH) price pulls back into a zone on the side of
+  the new structure: a demand zone touched after a bullish break is a long, a supply zone
+  touched after a bearish break a short. The break must be known before the touching bar
+  closes and be at most `max_break_age_bars` old.
+- `liquidity`: a liquidity pool (a zone of two or more equal highs or lows) is swept, a wick
+  through and a close back: a swept demand pool is a long, a swept supply pool a short.
+
+In both the entry is the zone's POC, and a setup is known at the close of the bar that
+triggered it (the zone version's `known_at_ms`). Only rows known by then are used: the
+break, the zones that give the targets, and the higher timeframes of the confluence.
+Everything a setup uses lies within `lookback_bars` bars before it, which is what lets the
+stream read a bounded slice of the tables and still find exactly what a batch run finds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from common.analytics.confluence import CONFLUENCE_COLUMNS, add_confluence, higher_intervals
+
+LONG, SHORT = "long", "short"
+BREAKS = ("BOS", "CHOCH")
+MAX_TARGETS = 3
+
+SIGNAL_COLUMNS = [
+    "signal_id", "strategy", "direction", "trigger_bar_time_ms", "known_at_ms", "zone_id", "bos_event_id",
+    "lineage", "entry_price", "zone_low", "zone_high", "atr", "target_levels", "zone_quality", "zone_touches",
+    "zone_rejections", "side_rejections", "side_breaks", "bos_type", "bos_direction", "bos_distance_atr",
+    "bos_age_bars", *CONFLUENCE_COLUMNS, "htf_count",
+]
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    max_break_age_bars: int = 50  # an smc pullback must come this soon after its break
+    lookback_bars: int = 500  # how far back targets, zone behaviour and confluence look
+
+
+def signal_id(strategy: str, exchange: str, symbol: str, interval: str, direction: str, zone_id: str,
+              trigger_bar_time_ms: int) -> str:
+    """Deterministic: the same setup found twice (a re-run, a replay) has the same id."""
+    key = "|".join(str(p) for p in (strategy, exchange, symbol, interval, direction, zone_id, trigger_bar_time_ms))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, events: pd.DataFrame,
+                zones: pd.DataFrame, params: ScanParams, strategies: tuple[str, ...], emit_from_ms: int = -1,
+                htf_events: dict[str, pd.DataFrame] | None = None,
+                htf_zones: dict[str, pd.DataFrame] | None = None,
+                intervals: list[str] | None = None) -> pd.DataFrame:
+    """Setups of one series triggered at or after `emit_from_ms` (bar close), one row each.
+
+    events: gold.bos_warnings rows of the series; zones: its gold.liquidity_zones versions;
+    htf_*: the same symbol and exchange's rows of other intervals, for the confluence;
+    intervals: the configured ones (the confluence counts the higher among them)."""
+    versions = _with_previous_counts(zones)
+    triggers = []
+    if "smc" in strategies:
+        triggers.append(_smc_triggers(versions, events, interval_ms, params, emit_from_ms))
+    if "liquidity" in strategies:
+        triggers.append(_liquidity_triggers(versions, interval_ms, emit_from_ms))
+    setups = pd.concat([t for t in triggers if len(t)], ignore_index=True) if any(len(t) for t in triggers) else None
+    if setups is None:
+        return pd.DataFrame(columns=SIGNAL_COLUMNS)
+    lookback_ms = params.lookback_bars * interval_ms
+    rows = []
+    for setup in setups.itertuples(index=False):
+        known = versions[(versions.known_at_ms <= setup.known_at_ms)
+                         & (versions.known_at_ms > setup.known_at_ms - lookback_ms)]
+        latest = known.sort_values("known_at_ms", kind="stable").drop_duplicates("zone_id", keep="last")
+        entry = setup.poc_price if pd.notna(setup.poc_price) else (setup.zone_low + setup.zone_high) / 2
+        bos = _latest_break(events, setup.known_at_ms, lookback_ms)
+        side = latest[latest.zone_type == setup.zone_type]
+        rows.append({
+            "signal_id": signal_id(setup.strategy, exchange, symbol, interval, setup.direction, setup.zone_id,
+                                   setup.trigger_bar_time_ms),
+            "strategy": setup.strategy, "direction": setup.direction,
+            "trigger_bar_time_ms": int(setup.trigger_bar_time_ms), "known_at_ms": int(setup.known_at_ms),
+            "zone_id": setup.zone_id, "bos_event_id": None if bos is None else bos.event_id,
+            "lineage": json.dumps({"zone_id": setup.zone_id, "zone_known_at_ms": int(setup.known_at_ms),
+                                   "bos_event_id": None if bos is None else bos.event_id,
+                                   "bos_known_at_ms": None if bos is None else int(bos.known_at_ms)}),
+            "entry_price": float(entry), "zone_low": float(setup.zone_low), "zone_high": float(setup.zone_high),
+            "atr": None if pd.isna(setup.atr) else float(setup.atr),
+            "target_levels": json.dumps(_targets(latest, setup.direction, float(entry))),
+            "zone_quality": float(setup.quality), "zone_touches": int(setup.touches),
+            "zone_rejections": int(setup.rejections),
+            "side_rejections": int(side.rejections.sum()), "side_breaks": int(side.breaks.sum()),
+            "bos_type": None if bos is None else bos.event_type,
+            "bos_direction": None if bos is None else bos.direction,
+            "bos_distance_atr": None if bos is None or pd.isna(bos.distance_atr) else float(bos.distance_atr),
+            "bos_age_bars": None if bos is None else int((setup.known_at_ms - bos.known_at_ms) // interval_ms),
+        })
+    out = pd.DataFrame(rows)
+    return _confluence(out, interval, intervals or [interval], htf_events or {}, htf_zones or {},
+                       params.lookback_bars)[SIGNAL_COLUMNS]
+
+
+def _with_previous_counts(zones: pd.DataFrame) -> pd.DataFrame:
+    """Each zone version with the touches and sweeps of the version before it (0 for the first)."""
+    versions = zones.sort_values(["zone_id", "known_at_ms"], kind="stable").reset_index(drop=True)
+    by_zone = versions.groupby("zone_id", sort=False)
+    versions["previous_touches"] = by_zone["touches"].shift(1).fillna(0).astype(int)
+    versions["previous_sweeps"] = by_zone["sweeps"].shift(1).fillna(0).astype(int)
+    return versions
+
+
+def _bar_open(known_at_ms: pd.Series, interval_ms: int) -> pd.Series:
+    return known_at_ms - interval_ms + 1  # known at the close (open + interval - 1)
+
+
+def _smc_triggers(versions: pd.DataFrame, events: pd.DataFrame, interval_ms: int, params: ScanParams,
+                  emit_from_ms: int) -> pd.DataFrame:
+    touched = versions[(versions.touches > versions.previous_touches) & (versions.status == "active")
+                       & (versions.known_at_ms >= emit_from_ms)]
+    if touched.empty:
+        return touched
+    direction = []
+    for row in touched.itertuples(index=False):
+        # Strictly before: the touching bar's own close cannot both break and pull back.
+        bos = _latest_break(events, row.known_at_ms - 1, params.max_break_age_bars * interval_ms)
+        wanted = None if bos is None else ("demand" if bos.direction == "bullish" else "supply")
+        direction.append((LONG if row.zone_type == "demand" else SHORT) if wanted == row.zone_type else None)
+    out = touched.assign(direction=direction, strategy="smc")
+    out = out[out.direction.notna()]
+    return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))
+
+
+def _liquidity_triggers(versions: pd.DataFrame, interval_ms: int, emit_from_ms: int) -> pd.DataFrame:
+    swept = versions[versions.is_liquidity_pool.astype(bool) & (versions.sweeps > versions.previous_sweeps)
+                     & (versions.status == "active") & (versions.known_at_ms >= emit_from_ms)]
+    out = swept.assign(direction=np.where(swept.zone_type == "demand", LONG, SHORT), strategy="liquidity")
+    return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))
+
+
+def _latest_break(events: pd.DataFrame, as_of_ms: int, max_age_ms: int):
+    breaks = events[events.event_type.isin(BREAKS) & (events.known_at_ms <= as_of_ms)
+                    & (events.known_at_ms >= as_of_ms - max_age_ms)]
+    if breaks.empty:
+        return None
+    return breaks.sort_values("known_at_ms", kind="stable").iloc[-1]
+
+
+def _targets(latest_zones: pd.DataFrame, direction: str, entry: float) -> list[float]:
+    """The next opposing liquidity beyond the entry, nearest first: for a long the lower edges
+    of the active supply zones above it, for a short the upper edges of demand zones below."""
+    active = latest_zones[latest_zones.status == "active"]
+    if direction == LONG:
+        levels = sorted(float(v) for v in active.loc[active.zone_type == "supply", "zone_low"] if v > entry)
+    else:
+        levels = sorted((float(v) for v in active.loc[active.zone_type == "demand", "zone_high"] if v < entry),
+                        reverse=True)
+    return levels[:MAX_TARGETS]
+
+
+def _confluence(signals: pd.DataFrame, interval: str, intervals: list[str], htf_events: dict, htf_zones: dict,
+                lookback_bars: int) -> pd.DataFrame:
+    from common.config import INTERVAL_MS
+
+    higher = higher_intervals(interval, intervals)
+    rows = signals.assign(zone_type=np.where(signals.direction == LONG, "demand", "supply"),
+                          poc_price=signals.entry_price)
+    rows = add_confluence(rows, interval, {h: htf_events.get(h, _no_events()) for h in higher},
+                          {h: htf_zones.get(h, _no_zones()) for h in higher},
+                          lookback_ms={h: lookback_bars * INTERVAL_MS[h] for h in higher})
+    return rows.assign(htf_count=len(higher)).drop(columns=["zone_type", "poc_price"])
+
+
+def _no_events() -> pd.DataFrame:
+    return pd.DataFrame(columns=["event_type", "direction", "known_at_ms"])
+
+
+def _no_zones() -> pd.DataFrame:
+    return pd.DataFrame(columns=["zone_id", "zone_type", "zone_low", "zone_high", "status", "value_area_low",
+                                 "value_area_high", "known_at_ms"])
