@@ -16,7 +16,8 @@ JOB         ?= init_tables
 PYTEST_ARGS ?=
 ARGS        ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream sanity sql submit bench test test-unit test-spark \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score sanity sql submit bench test test-unit \
+        test-spark \
         test-integration dist clean clean-data
 
 setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed samples/.installed
@@ -75,6 +76,13 @@ replay: setup
 # The streaming app: Kafka -> bronze. make stream ARGS=--available-now to drain and exit.
 stream: setup
 	$(CRYPTOBOT) stream $(ARGS)
+
+# Find setups in the analytics tables (the stream does this per batch), then score them.
+scan: setup
+	$(CRYPTOBOT) scan $(ARGS)
+
+score: setup
+	$(CRYPTOBOT) score $(ARGS)
 
 # Reconciliation and data checks; exits non-zero when one fails.
 sanity: setup

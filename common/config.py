@@ -133,6 +133,18 @@ class AnalyticsConfig:
 
 
 @dataclass(frozen=True)
+class SignalsConfig:
+    max_break_age_bars: int
+    lookback_bars: int
+
+    def scan_params(self):
+        """The strategies' parameters (common/strategies.ScanParams)."""
+        from common.strategies import ScanParams
+
+        return ScanParams(max_break_age_bars=self.max_break_age_bars, lookback_bars=self.lookback_bars)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     paths: PathsConfig
     lake: LakeConfig
@@ -142,6 +154,7 @@ class AppConfig:
     streaming: StreamingConfig
     producer: ProducerConfig
     analytics: AnalyticsConfig
+    signals: SignalsConfig
     source: str
 
     def klines_topic(self, exchange: str) -> str:
@@ -324,6 +337,10 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             sandbox=get.flag("producer", "sandbox"),
         ),
         analytics=_analytics(raw, intervals),
+        signals=SignalsConfig(
+            max_break_age_bars=get.whole_number("signals", "max_break_age_bars", 1, 10_000),
+            lookback_bars=get.whole_number("signals", "lookback_bars", 10, 100_000),
+        ),
         source=source,
     )
 

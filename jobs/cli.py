@@ -69,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
                                                   "hold that against the exchanges' market lists (exit 1 on a problem)")
     symbols.add_argument("--check", action="store_true", help="load each exchange's markets through ccxt and check")
 
+    scan = commands.add_parser("scan", help="find the strategies' setups in the analytics tables (what the stream "
+                                            "does per batch) into gold.signals_all")
+    scan.add_argument("--since", type=parse_utc_ms, default=None, help="only setups triggered from this UTC time on")
+
+    score = commands.add_parser("score", help="score the pending and watchlisted signals and move their status")
+    score.add_argument("--calibrate", action="store_true",
+                       help="first measure outcomes of backtest trades and closed positions into "
+                            "gold.scorer_calibration")
+    score.add_argument("--report", action="store_true",
+                       help="print the realised win rate per score bucket (and score nothing)")
+
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -219,6 +230,35 @@ def _sanity(args, config) -> int:
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
+def _scan(args, config) -> int:
+    from common.spark_session import build_spark_session
+    from jobs import signal_scanner
+
+    spark = build_spark_session(config, "cryptobot-scan")
+    try:
+        print(f"setups found: {signal_scanner.run(spark, config, since_ms=args.since)}")
+    finally:
+        spark.stop()
+    return 0
+
+
+def _score(args, config) -> int:
+    from common.spark_session import build_spark_session
+    from jobs import statistical_scorer
+
+    spark = build_spark_session(config, "cryptobot-score")
+    try:
+        if args.report:
+            print(statistical_scorer.report(spark, config))
+            return 0
+        if args.calibrate:
+            print(statistical_scorer.run_calibration(spark, config))
+        print(statistical_scorer.run(spark, config).describe())
+    finally:
+        spark.stop()
+    return 0
+
+
 def _symbols(args, config) -> int:
     from jobs import symbol_check
 
@@ -245,7 +285,7 @@ def _first_line(err: Exception) -> str:
 
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
             "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
-            "symbols": _symbols}
+            "symbols": _symbols, "scan": _scan, "score": _score}
 
 if __name__ == "__main__":
     sys.exit(main())

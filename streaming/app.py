@@ -1,10 +1,10 @@
 """`cryptobot stream`: the streaming app, one Spark driver running the pipeline's queries:
 Kafka -> bronze (raw), bronze -> silver (validated, quarantined, deduplicated),
-silver -> unified and consolidated, unified -> analytics (structure, zones, sentiment).
-Each query has its own checkpoint.
+silver -> unified and consolidated, unified -> analytics (structure, zones, sentiment),
+zones -> signals (scored in the same batch). Each query has its own checkpoint.
 
 `available_now` drains everything available stage by stage (bronze, silver, unified,
-analytics) and returns: for replays, tests, cron. Otherwise every query runs on the
+analytics, signals) and returns: for replays, tests, cron. Otherwise every query runs on the
 configured trigger until SIGTERM or Ctrl-C.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from common.config import AppConfig
 from streaming.analytics import start_analytics_query
 from streaming.bronze import bronze_queries, start_bronze_query
+from streaming.signals import start_signals_query
 from streaming.silver import silver_queries, start_silver_query
 from streaming.unified import start_unified_query
 
@@ -34,7 +35,7 @@ class StreamReport:
                          [f"  {name}: {count}" for name, count in self.rows.items()])
 
 
-STAGE_NAMES = ("bronze", "silver", "unified", "analytics")
+STAGE_NAMES = ("bronze", "silver", "unified", "analytics", "signals")
 
 
 def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: list[str] | None = None):
@@ -44,6 +45,7 @@ def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: li
         lambda: [start_silver_query(spark, config, q, available_now) for q in silver_queries(config, exchanges)],
         lambda: [start_unified_query(spark, config, kind, available_now) for kind in ("klines", "market")],
         lambda: [start_analytics_query(spark, config, kind, available_now) for kind in ("klines", "market")],
+        lambda: [start_signals_query(spark, config, available_now)],
     ]
 
 

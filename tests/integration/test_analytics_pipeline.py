@@ -1,7 +1,11 @@
 """The analytics stage in the streaming app: a replay of the sample fills gold.bos_warnings,
 gold.liquidity_zones and gold.analytics_state, and computing it in two micro-batches (half the
-sample, then the rest) writes exactly the rows one batch run over the whole series writes."""
+sample, then the rest) writes exactly the rows one batch run over the whole series writes; the
+signals stage finds and scores the setups a batch scan finds."""
+import json
+
 import pandas as pd
+from pyspark.sql import functions as F
 
 from common.analytics.series import analyze_series
 from common.config import INTERVAL_MS, load_config
@@ -9,6 +13,7 @@ from streaming.app import run_stream
 from streaming.kline_files import read_kline_file
 from streaming.replay import replay_file
 from streaming.sample_data import SAMPLE_SOURCE, sample_path
+from streaming.signals import scan_zone_changes
 
 SYMBOL = "DOTUSDT"  # this test's own: the lake is shared
 EVENT_KEY = ["bar_time_ms", "event_type", "direction", "swing_time_ms"]
@@ -52,10 +57,26 @@ def test_stream_in_two_batches_equals_one_batch_run(spark, pipeline_env, tmp_pat
         assert len(stored) == 1 and stored[0].last_bar_ms == state.last_bar_ms
         assert stored[0].state_json == state.to_json()
 
+    # The signals stage found setups in both batches and scored each after its batch; a batch
+    # scan over the whole tables finds exactly the same ones.
+    found = spark.table("gold.signals_all").where(f"symbol = '{SYMBOL}'").toPandas()
+    assert len(found) > 5 and found.signal_id.is_unique
+    assert set(found.strategy) == {"smc", "liquidity"}
+    assert "pending" not in set(found.status) and len(set(found.status)) >= 2
+    assert found.score.notna().all() and found.score_zone_quality.notna().all()
+    assert all(json.loads(lineage)["zone_id"] == zone_id for lineage, zone_id in zip(found.lineage, found.zone_id))
+    zones = spark.table("gold.liquidity_zones").where(f"symbol = '{SYMBOL}'")
+    batch_ids = {r.signal_id for r in scan_zone_changes(spark, config, zones).collect()}
+    assert batch_ids == set(found.signal_id)
+    moves = spark.table("trading.audit_log").where(F.col("entity_id").isin(list(found.signal_id)))
+    assert moves.where("to_status = 'pending'").count() == len(found)
+    assert moves.where("from_status = 'pending'").count() == len(found)
+
     # Nothing new: a third run analyses nothing and writes nothing.
     before = spark.table("gold.bos_warnings").where(f"symbol = '{SYMBOL}'").count()
     run_stream(spark, config, available_now=True)
     assert spark.table("gold.bos_warnings").where(f"symbol = '{SYMBOL}'").count() == before
+    assert spark.table("gold.signals_all").where(f"symbol = '{SYMBOL}'").count() == len(found)
 
 
 def test_sentiment_scores_from_market_data_and_closes(spark, pipeline_env):

@@ -1,0 +1,264 @@
+"""Statistical scorer: scores the signals not yet final (pending, watchlist) and moves each to
+its next status; `cryptobot score`, a spark-submit target, and run by the stream after every
+batch that found signals.
+
+For each open signal it gathers what is known when it is scored (the series' latest closed
+bar, the "as of"): the zone's latest version, the latest sentiment, and the bars since the
+trigger (has price already reached the stop or TP1?). The maths is common/scoring.py. The
+status change is checked against the transition table, written to trading.audit_log first
+(idempotent by event id) and then to gold.signals_all, only where the signal still has the
+status it was read with, so a concurrent move (the execution engine) is never overwritten.
+
+`--calibrate` measures outcomes (backtest trades, closed positions) per component and bucket
+into gold.scorer_calibration; scoring then uses the newest calibration. `--report` prints the
+realised win rate per score bucket.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.catalog import table_location, table_spec
+from common.config import INTERVAL_MS, AppConfig
+from common.scoring import (
+    COMPONENTS, DEFAULT_CALIBRATION, Calibration, bos_points, calibrate, calibration_from_rows, confluence_points,
+    decide_status, score_report, sentiment_points, total_score, trade_plan, zone_behaviour_points,
+    zone_quality_points,
+)
+from common.signal_status import OPEN_FOR_SCORING, check_transition
+from common.trading_config import TradingConfig, read_trading_config
+
+log = logging.getLogger(__name__)
+
+_UPDATE_COLUMNS = ["status", "status_reason", "sl_price", "tp1_price", "tp2_price", "rr_tp1", "rr_tp2", "score",
+                   *[f"score_{c}" for c in COMPONENTS], "sentiment_score", "scored_as_of_ms", "calibration_version"]
+
+
+@dataclass
+class ScoringResult:
+    scored: int = 0
+    moves: Counter = field(default_factory=Counter)  # "pending->confirmed" -> count
+    calibration_version: str = "default"
+
+    def describe(self) -> str:
+        lines = [f"signals scored: {self.scored} (calibration {self.calibration_version})"]
+        lines += [f"  {move}: {count}" for move, count in sorted(self.moves.items())]
+        return "\n".join(lines)
+
+
+def run(spark: SparkSession, config: AppConfig) -> ScoringResult:
+    trading = read_trading_config(spark)
+    calibration = latest_calibration(spark, config)
+    open_signals = _read(spark, config, "gold.signals_all").where(F.col("status").isin(*OPEN_FOR_SCORING))
+    signals = open_signals.toPandas()
+    if signals.empty:
+        return ScoringResult(calibration_version=calibration.version)
+    since = _bars_since_trigger(spark, config, open_signals).toPandas()
+    zones = _latest_zone_versions(spark, config, open_signals).toPandas()
+    sentiment = _sentiment(spark, config, signals).toPandas()
+    scored = score_signals(signals, since, zones, sentiment, trading, calibration, config)
+    result = ScoringResult(scored=len(scored), calibration_version=calibration.version)
+    moved = scored[scored.status != scored.previous_status]
+    for row in moved.itertuples():
+        check_transition(row.signal_id, row.previous_status, row.status)
+        result.moves[f"{row.previous_status}->{row.status}"] += 1
+    _write(spark, config, scored, moved)
+    log.info("event=signals_scored scored=%d moves=%s", result.scored, dict(result.moves))
+    return result
+
+
+def score_signals(signals: pd.DataFrame, since: pd.DataFrame, zones: pd.DataFrame, sentiment: pd.DataFrame,
+                  trading: TradingConfig, calibration: Calibration, config: AppConfig) -> pd.DataFrame:
+    """One row per signal: its new status, reason, plan, components and score (pure pandas)."""
+    since = since.set_index("signal_id") if len(since) else since
+    zones = zones.set_index("zone_id") if len(zones) else zones
+    max_break_age = config.signals.max_break_age_bars
+    rows = []
+    for s in signals.itertuples(index=False):
+        interval_ms = INTERVAL_MS[s.interval]
+        after = since.loc[s.signal_id] if len(since) and s.signal_id in since.index else None
+        as_of = int(after.last_close_ms) if after is not None else int(s.known_at_ms)
+        zone = zones.loc[s.zone_id] if len(zones) and s.zone_id in zones.index else None
+        touches = int(zone.touches) if zone is not None else int(s.zone_touches)
+        rejections = int(zone.rejections) if zone is not None else int(s.zone_rejections)
+        mood = _sentiment_as_of(sentiment, s.exchange, s.symbol, as_of)
+        components = {
+            "zone_quality": zone_quality_points(float(zone.quality) if zone is not None else s.zone_quality),
+            "bos": bos_points(s.direction, _text(s.bos_type), _text(s.bos_direction), s.bos_distance_atr,
+                              None if pd.isna(s.bos_age_bars) else int(s.bos_age_bars), max_break_age),
+            "confluence": confluence_points(int(s.htf_trend_agree), int(s.htf_zone_overlap),
+                                            int(s.htf_in_value_area), int(s.htf_count)),
+            "sentiment": sentiment_points(s.direction, mood[0], mood[1]),
+            "zone_behaviour": zone_behaviour_points(touches, rejections, int(s.side_rejections),
+                                                    int(s.side_breaks)),
+        }
+        score = total_score(components, calibration)
+        plan = trade_plan(s.direction, float(s.entry_price), float(s.zone_low), float(s.zone_high),
+                          None if pd.isna(s.atr) else float(s.atr), json.loads(s.target_levels or "[]"),
+                          trading.sl_buffer_atr, trading.min_rr_ratio)
+        long = s.direction == "long"
+        hit_sl = after is not None and plan.sl_price is not None and (
+            after.min_low <= plan.sl_price if long else after.max_high >= plan.sl_price)
+        hit_tp1 = after is not None and plan.tp1_price is not None and (
+            after.max_high >= plan.tp1_price if long else after.min_low <= plan.tp1_price)
+        status, reason = decide_status(score, plan, (as_of - int(s.known_at_ms)) // interval_ms,
+                                       trading.signal_max_age_bars, None if zone is None else zone.status,
+                                       bool(hit_sl), bool(hit_tp1), trading.score_threshold_execute,
+                                       trading.score_threshold_watchlist)
+        rows.append({"signal_id": s.signal_id, "previous_status": s.status, "status": status.value,
+                     "status_reason": reason, "sl_price": plan.sl_price, "tp1_price": plan.tp1_price,
+                     "tp2_price": plan.tp2_price, "rr_tp1": plan.rr_tp1, "rr_tp2": plan.rr_tp2, "score": score,
+                     **{f"score_{c}": float(v) for c, v in components.items()}, "sentiment_score": mood[0],
+                     "scored_as_of_ms": as_of, "calibration_version": calibration.version})
+    return pd.DataFrame(rows)
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _sentiment_as_of(sentiment: pd.DataFrame, exchange: str, symbol: str, as_of_ms: int):
+    if sentiment.empty:
+        return None, None
+    known = sentiment[(sentiment.exchange == exchange) & (sentiment.symbol == symbol)
+                      & (sentiment.known_at_ms <= as_of_ms)]
+    if known.empty:
+        return None, None
+    latest = known.sort_values("known_at_ms").iloc[-1]
+    return float(latest.sentiment_score), None if pd.isna(latest.confidence) else float(latest.confidence)
+
+
+def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: DataFrame) -> DataFrame:
+    """Per signal: the closed bars of its series after the trigger bar (high, low, the last close)."""
+    keys = open_signals.select("signal_id", "exchange", "symbol", "interval", "trigger_bar_time_ms")
+    first = keys.agg(F.min("trigger_bar_time_ms")).first()[0]
+    symbols = [r.symbol for r in keys.select("symbol").distinct().collect()]
+    klines = (_read(spark, config, "silver.unified_klines")
+              .where(F.col("symbol").isin(symbols) & (F.col("open_time_ms") > F.lit(first)))
+              .select("exchange", "symbol", "interval", "open_time_ms", "close_time_ms", "high", "low"))
+    return (F.broadcast(keys).join(klines, ["exchange", "symbol", "interval"])
+            .where(F.col("open_time_ms") > F.col("trigger_bar_time_ms"))
+            .groupBy("signal_id").agg(F.count("*").alias("bars"), F.max("high").alias("max_high"),
+                                      F.min("low").alias("min_low"), F.max("close_time_ms").alias("last_close_ms")))
+
+
+def _latest_zone_versions(spark: SparkSession, config: AppConfig, open_signals: DataFrame) -> DataFrame:
+    from pyspark.sql import Window
+
+    zone_ids = open_signals.select("zone_id").distinct()
+    latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc())
+    return (_read(spark, config, "gold.liquidity_zones").join(F.broadcast(zone_ids), "zone_id")
+            .withColumn("n", F.row_number().over(latest)).where("n = 1")
+            .select("zone_id", "status", "quality", "touches", "rejections", "breaks", "known_at_ms"))
+
+
+def _sentiment(spark: SparkSession, config: AppConfig, signals: pd.DataFrame) -> DataFrame:
+    earliest = int(signals.known_at_ms.min()) - 7 * 86_400_000  # the latest reading before any signal
+    return (_read(spark, config, "gold.sentiment_scores")
+            .where(F.col("symbol").isin(sorted(signals.symbol.unique())) & (F.col("known_at_ms") >= earliest))
+            .select("exchange", "symbol", "known_at_ms", "sentiment_score", "confidence"))
+
+
+def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: pd.DataFrame) -> None:
+    from delta.tables import DeltaTable
+
+    from streaming.signals import append_audit
+
+    now = F.current_timestamp()
+    if len(moved):
+        audit = spark.createDataFrame(moved[["signal_id", "previous_status", "status", "status_reason", "score"]]
+                                      .astype({"score": float}))
+        append_audit(spark, config, audit.select(
+            F.sha2(F.concat_ws("|", "signal_id", "previous_status", "status"), 256).alias("event_id"),
+            F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
+            F.col("previous_status").alias("from_status"), F.col("status").alias("to_status"),
+            F.col("status_reason").alias("reason"), F.to_json(F.struct("score")).alias("details"),
+            F.lit("statistical_scorer").alias("actor"), now.alias("event_time"), F.current_date().alias("event_date")))
+    updates = spark.createDataFrame(scored, _updates_schema())
+    target = DeltaTable.forPath(spark, _location(config, "gold.signals_all"))
+    values = {c: f"s.{c}" for c in _UPDATE_COLUMNS}
+    (target.alias("t").merge(updates.alias("s"), "t.signal_id = s.signal_id AND t.status = s.previous_status")
+     .whenMatchedUpdate(set={**values, "scored_at": "current_timestamp()", "updated_at": "current_timestamp()"})
+     .execute())
+
+
+def _updates_schema() -> str:
+    types = {"signal_id": "string", "previous_status": "string", "status": "string", "status_reason": "string",
+             "calibration_version": "string", "scored_as_of_ms": "bigint"}
+    names = ["signal_id", "previous_status", *_UPDATE_COLUMNS]
+    return ", ".join(f"{n} {types.get(n, 'double')}" for n in names)
+
+
+# -- calibration ------------------------------------------------------------------------------
+
+def latest_calibration(spark: SparkSession, config: AppConfig) -> Calibration:
+    rows = _read(spark, config, "gold.scorer_calibration")
+    newest = rows.orderBy(F.col("created_at").desc()).select("calibration_version").limit(1).collect()
+    if not newest:
+        return DEFAULT_CALIBRATION
+    return calibration_from_rows(rows.where(F.col("calibration_version") == newest[0][0]).toPandas())
+
+
+def measured_trades(spark: SparkSession, config: AppConfig) -> pd.DataFrame:
+    """Closed trades with the components of the score they were taken with: backtest trades and
+    closed positions (joined to their signals)."""
+    components = [f"score_{c}" for c in COMPONENTS]
+    backtest = _read(spark, config, "gold.backtest_trades").select(
+        "entry_time_ms", "score", F.col("r_multiple").cast("double").alias("r_multiple"), *components,
+        F.lit("backtest").alias("source"))
+    signals = _read(spark, config, "gold.signals_all").select("signal_id", "score", *components)
+    closed = (_read(spark, config, "trading.positions_closed").join(signals, "signal_id")
+              .select((F.unix_timestamp("opened_at") * 1000).cast("bigint").alias("entry_time_ms"), "score",
+                      F.col("r_multiple").cast("double").alias("r_multiple"), *components,
+                      F.lit("positions").alias("source")))
+    return backtest.unionByName(closed).toPandas()
+
+
+def run_calibration(spark: SparkSession, config: AppConfig) -> str:
+    from datetime import datetime, timezone
+
+    trades = measured_trades(spark, config)
+    sources = "+".join(sorted(trades.source.unique())) if len(trades) else "none"
+    calibration, rows = calibrate(trades, sources)
+    if calibration is None:
+        return (f"not calibrated: {len(trades)} measured trades, at least 30 needed; "
+                f"the documented default weights stay in use")
+    table = _read(spark, config, "gold.scorer_calibration")
+    if table.where(F.col("calibration_version") == calibration.version).limit(1).count():
+        return f"calibration {calibration.version} is already stored (same trades)"
+    rows["created_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    spark.createDataFrame(rows[[f.name for f in table.schema]], table.schema).write.format("delta").mode("append").save(
+        _location(config, "gold.scorer_calibration"))
+    weights = ", ".join(f"{c} {w:.2f}" for c, w in calibration.weights.items())
+    return f"calibration {calibration.version} from {len(trades)} trades ({sources}): weights {weights}"
+
+
+def report(spark: SparkSession, config: AppConfig) -> str:
+    trades = measured_trades(spark, config)
+    if trades.empty:
+        return "no measured trades yet (run a backtest, or wait for closed positions)"
+    return "realised outcome per score bucket:\n" + score_report(trades).to_string(index=False)
+
+
+def _read(spark: SparkSession, config: AppConfig, qualified: str) -> DataFrame:
+    return spark.read.format("delta").load(_location(config, qualified))
+
+
+def _location(config: AppConfig, qualified: str) -> str:
+    return table_location(config, table_spec(config, qualified))
+
+
+def main() -> None:
+    from jobs.entrypoint import run_job
+
+    run_job("statistical_scorer", run, print_result=lambda r: print(r.describe()))
+
+
+if __name__ == "__main__":
+    main()
