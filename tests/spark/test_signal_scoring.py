@@ -113,3 +113,32 @@ def test_scan_then_score_then_rescore(spark, config):
                             ("pending", "expired"), ("watchlist", "confirmed")])
     statistical_scorer.run(spark, config)  # nothing open for this symbol any more: nothing moves
     assert audit(spark) == moves
+
+
+def test_calibration_from_backtest_trades_is_stored_once_and_used(spark, config):
+    from decimal import Decimal
+
+    trades = []
+    for n in range(40):
+        wins = n % 2 == 0  # zone quality tells winners from losers; the rest is flat
+        trades.append({"run_id": "sig-calibration", "trade_id": f"t{n}", "strategy": "smc", "symbol": SYMBOL,
+                       "interval": "1h", "direction": "long", "score": 70.0 if wins else 30.0,
+                       "score_zone_quality": 90.0 if wins else 10.0, "score_bos": 50.0, "score_confluence": 50.0,
+                       "score_sentiment": 50.0, "score_zone_behaviour": 50.0, "entry_time_ms": T0 + n * H,
+                       "entry_price": Decimal("100"), "quantity": Decimal("1"),
+                       "r_multiple": 2.0 if wins else -1.0})
+    append(spark, "gold.backtest_trades", trades)
+    try:
+        message = statistical_scorer.run_calibration(spark, config)
+        assert "from 40 trades (backtest)" in message and "zone_quality 1.00" in message
+        calibration = statistical_scorer.latest_calibration(spark, config)
+        stored = spark.table("gold.scorer_calibration").where(
+            F.col("calibration_version") == calibration.version).toPandas().set_index(["component", "bucket"])
+        assert len(stored) == 25 and stored.loc[("zone_quality", "80-100"), "win_rate"] == 1.0
+        assert calibration.weights["zone_quality"] == 1.0
+        assert "already stored" in statistical_scorer.run_calibration(spark, config)
+        assert "60-80" in statistical_scorer.report(spark, config)
+    finally:  # the lake is shared: later scorings go back to the default calibration
+        spark.sql("DELETE FROM gold.backtest_trades WHERE run_id = 'sig-calibration'")
+        spark.sql("DELETE FROM gold.scorer_calibration")
+    assert statistical_scorer.latest_calibration(spark, config).version == "default"
