@@ -1,0 +1,89 @@
+"""The one interface the execution engine and the position manager trade through, whatever is
+behind it: the paper exchange (the default), or ccxt on Binance USDⓈ-M futures or Bybit linear
+(testnet unless live trading is switched on explicitly).
+
+Orders are known by a client order id derived from the signal and the leg, so a restart or a
+replay finds an order it already placed instead of placing it again: before placing, the
+engine looks the id up; a send whose answer is lost raises `OrderOutcomeUnknown` and the
+order stays `unknown` until a lookup settles it, never a blind resend.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from common.trade.sizing import MarketRules
+
+LEGS = ("entry", "sl", "tp1", "tp2")
+OPEN, CLOSED, CANCELED, REJECTED = "open", "closed", "canceled", "rejected"  # ccxt's order statuses
+
+
+def client_order_id(signal_id: str, leg: str, version: int = 0) -> str:
+    """At most 36 characters of [A-Za-z0-9-] (Binance's and Bybit's limit), the same every
+    time for the same signal, leg and version (a replacement gets the next version)."""
+    if leg not in LEGS:
+        raise ValueError(f"unknown leg {leg!r}; one of {LEGS}")
+    digest = hashlib.sha256(signal_id.encode()).hexdigest()[:24]
+    return f"cb-{digest}-{leg}-{version}"
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    client_order_id: str
+    symbol: str  # canonical (BTCUSDT)
+    side: str  # buy | sell
+    order_type: str  # limit | stop_market
+    amount: Decimal
+    price: Decimal | None = None  # limit
+    stop_price: Decimal | None = None  # stop_market
+    reduce_only: bool = False
+    post_only: bool = False
+
+
+@dataclass(frozen=True)
+class OrderSnapshot:
+    """An order as the exchange reports it."""
+    client_order_id: str
+    exchange_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    amount: Decimal
+    filled: Decimal
+    average_price: Decimal | None
+    fee: Decimal
+    status: str  # open | closed | canceled | rejected
+    reduce_only: bool
+    price: Decimal | None
+    stop_price: Decimal | None
+    updated_ms: int
+    message: str | None = None  # the exchange's words on a rejection or a cancel
+
+
+class OrderRejected(Exception):
+    """The exchange refused the order: final, not retried; the message is the exchange's."""
+
+
+class OrderOutcomeUnknown(Exception):
+    """The order was sent but no answer came back: it may or may not exist."""
+
+
+class ExchangeGateway(Protocol):
+    name: str
+    mode: str  # paper | testnet | live
+
+    def market_rules(self, symbol: str) -> MarketRules: ...
+
+    def find_order(self, symbol: str, client_order_id: str) -> OrderSnapshot | None: ...
+
+    def place_order(self, request: OrderRequest) -> OrderSnapshot: ...
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> OrderSnapshot: ...
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderSnapshot]: ...
+
+    def position_amount(self, symbol: str) -> Decimal: ...
+
+    def equity(self) -> Decimal: ...

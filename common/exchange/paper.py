@@ -1,0 +1,246 @@
+"""The paper exchange: an `ExchangeGateway` that keeps its orders, positions and wallet in a
+JSON file and fills orders against 1m klines, on the data's clock (a replay trades as a live
+run would). The default: nothing reaches a real exchange until the user opts in.
+
+Matching, one 1m bar at a time, for the orders live before the bar opened:
+- stop-market orders first (pessimistic: when a bar reaches a stop and a limit, the stop is
+  taken first): triggered when the bar reaches the stop, filled at the stop or at the open if
+  the bar gaps through it, minus `slippage_bps`, taker fee;
+- then limit orders: filled when the bar reaches the limit, at the limit or at a better open,
+  maker fee;
+- a reduce-only order never opens or grows a position: it fills at most the position left,
+  and is cancelled when nothing is left to reduce.
+The wallet gains realised P&L and pays fees; equity is the wallet (open positions are not
+marked to market).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable
+
+from common.exchange.gateway import CANCELED, CLOSED, OPEN, OrderRejected, OrderRequest, OrderSnapshot
+from common.trade.sizing import ZERO, MarketRules, fee, slipped
+
+MINUTE_MS = 60_000
+
+
+def paper_market_rules(reference_price: Decimal) -> MarketRules:
+    """Steps for a market on paper, from its price: 5 significant digits of price, amounts in
+    steps worth about 1 to 10 USDT, at least 5 USDT of notional (as the real exchanges ask)."""
+    magnitude = math.floor(math.log10(float(reference_price)))
+    price_step = Decimal(1).scaleb(magnitude - 4)
+    amount_step = Decimal(1).scaleb(-magnitude)
+    return MarketRules(amount_step=amount_step, price_step=price_step, min_amount=amount_step,
+                       min_notional=Decimal(5))
+
+
+@dataclass(frozen=True)
+class Bar:
+    symbol: str
+    open_time_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+
+@dataclass
+class _Position:
+    amount: Decimal = ZERO  # signed: > 0 long, < 0 short
+    entry_price: Decimal = ZERO
+
+
+class PaperExchange:
+    mode = "paper"
+
+    def __init__(self, name: str, state_path: Path, initial_equity: Decimal, maker_fee_pct: Decimal,
+                 taker_fee_pct: Decimal, slippage_bps: Decimal, rules: dict[str, MarketRules] | None = None):
+        self.name = name
+        self.state_path = Path(state_path)
+        self.maker_fee_pct, self.taker_fee_pct, self.slippage_bps = maker_fee_pct, taker_fee_pct, slippage_bps
+        self.rules = dict(rules or {})
+        self.clock_ms = 0
+        self.wallet = initial_equity
+        self.orders: dict[str, OrderSnapshot] = {}
+        self.live_from_ms: dict[str, int] = {}  # client id -> first bar open the order can fill in
+        self.positions: dict[str, _Position] = {}
+        self.processed_to_ms: dict[str, int] = {}  # symbol -> last bar open time matched
+        self._load()
+
+    # -- the gateway ---------------------------------------------------------------------------
+
+    def market_rules(self, symbol: str) -> MarketRules:
+        if symbol not in self.rules:
+            raise OrderRejected(f"paper exchange: no market rules for {symbol} (no price seen yet)")
+        return self.rules[symbol]
+
+    def find_order(self, symbol: str, client_order_id: str) -> OrderSnapshot | None:
+        return self.orders.get(client_order_id)
+
+    def place_order(self, request: OrderRequest) -> OrderSnapshot:
+        if request.client_order_id in self.orders:
+            raise OrderRejected(f"duplicate client order id {request.client_order_id}")
+        rules = self.market_rules(request.symbol)
+        if request.amount < rules.min_amount:
+            raise OrderRejected(f"amount {request.amount} below the minimum {rules.min_amount}")
+        order = OrderSnapshot(
+            client_order_id=request.client_order_id, exchange_order_id=f"paper-{len(self.orders) + 1}",
+            symbol=request.symbol, side=request.side, order_type=request.order_type, amount=request.amount,
+            filled=ZERO, average_price=None, fee=ZERO, status=OPEN, reduce_only=request.reduce_only,
+            price=request.price, stop_price=request.stop_price, updated_ms=self.clock_ms)
+        self.orders[order.client_order_id] = order
+        # Live from the first whole bar after it was placed: the bar in progress is already past.
+        self.live_from_ms[order.client_order_id] = -(-self.clock_ms // MINUTE_MS) * MINUTE_MS
+        self._save()
+        return order
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> OrderSnapshot:
+        order = self.orders.get(client_order_id)
+        if order is None:
+            raise OrderRejected(f"order {client_order_id} not found")
+        if order.status == OPEN:
+            order = replace(order, status=CANCELED, updated_ms=self.clock_ms, message="cancelled by the user")
+            self.orders[client_order_id] = order
+            self._save()
+        return order
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderSnapshot]:
+        return [o for o in self.orders.values() if o.status == OPEN and (symbol is None or o.symbol == symbol)]
+
+    def position_amount(self, symbol: str) -> Decimal:
+        return self.positions.get(symbol, _Position()).amount
+
+    def equity(self) -> Decimal:
+        return self.wallet
+
+    # -- the market ----------------------------------------------------------------------------
+
+    def set_clock(self, now_ms: int) -> None:
+        self.clock_ms = max(self.clock_ms, now_ms)
+
+    def set_rules(self, symbol: str, reference_price: Decimal) -> None:
+        if symbol not in self.rules:
+            self.rules[symbol] = paper_market_rules(reference_price)
+            self._save()
+
+    def advance(self, bars: Iterable[Bar]) -> int:
+        """Match the open orders against these 1m bars (those already matched are skipped);
+        returns how many fills happened."""
+        fills = 0
+        for bar in sorted(bars, key=lambda b: (b.open_time_ms, b.symbol)):
+            if bar.open_time_ms <= self.processed_to_ms.get(bar.symbol, -1):
+                continue
+            fills += self._match_bar(bar)
+            self.processed_to_ms[bar.symbol] = bar.open_time_ms
+            self.clock_ms = max(self.clock_ms, bar.open_time_ms + MINUTE_MS - 1)
+        self._save()
+        return fills
+
+    def _match_bar(self, bar: Bar) -> int:
+        live = [o for o in self.orders.values() if o.status == OPEN and o.symbol == bar.symbol
+                and self.live_from_ms[o.client_order_id] <= bar.open_time_ms]
+        stops = [o for o in live if o.order_type == "stop_market"]
+        limits = [o for o in live if o.order_type == "limit"]
+        fills = 0
+        for order in stops:
+            sell = order.side == "sell"
+            gap = bar.open <= order.stop_price if sell else bar.open >= order.stop_price
+            if gap or (bar.low <= order.stop_price if sell else bar.high >= order.stop_price):
+                trigger = bar.open if gap else order.stop_price
+                fills += self._fill(order, slipped(trigger, order.side, self.slippage_bps), self.taker_fee_pct, bar)
+        for order in limits:
+            buy = order.side == "buy"
+            if buy and bar.low <= order.price:
+                fills += self._fill(order, min(bar.open, order.price), self.maker_fee_pct, bar)
+            elif not buy and bar.high >= order.price:
+                fills += self._fill(order, max(bar.open, order.price), self.maker_fee_pct, bar)
+        return fills
+
+    def _fill(self, order: OrderSnapshot, price: Decimal, fee_pct: Decimal, bar: Bar) -> int:
+        position = self.positions.setdefault(order.symbol, _Position())
+        wanted = order.amount - order.filled
+        amount = wanted
+        if order.reduce_only:
+            # It may only close the position on its other side, and no more of it than is left.
+            reducible = max(ZERO, position.amount if order.side == "sell" else -position.amount)
+            if reducible == 0:
+                self.orders[order.client_order_id] = replace(
+                    order, status=CANCELED, updated_ms=bar.open_time_ms,
+                    message="reduce-only order cancelled: no position left to reduce")
+                return 0
+            amount = min(wanted, reducible)
+        paid = fee(price, amount, fee_pct)
+        self._book(position, amount if order.side == "buy" else -amount, price)
+        self.wallet -= paid
+        filled = order.filled + amount
+        status, message = (CLOSED, None) if amount == wanted else (
+            CANCELED, "reduce-only order: filled what was left of the position, the rest cancelled")
+        self.orders[order.client_order_id] = replace(
+            order, filled=filled, average_price=((order.average_price or ZERO) * order.filled + price * amount) / filled,
+            fee=order.fee + paid, status=status, message=message, updated_ms=bar.open_time_ms)
+        return 1
+
+    def _book(self, position: _Position, signed: Decimal, price: Decimal) -> None:
+        """Add a fill to the position; a reducing fill realises P&L into the wallet."""
+        if position.amount == 0 or (position.amount > 0) == (signed > 0):
+            total = position.amount + signed
+            position.entry_price = (position.entry_price * abs(position.amount) + price * abs(signed)) / abs(total)
+            position.amount = total
+            return
+        closing = min(abs(signed), abs(position.amount))
+        direction = 1 if position.amount > 0 else -1
+        self.wallet += (price - position.entry_price) * closing * direction
+        position.amount += signed
+        if position.amount == 0:
+            position.entry_price = ZERO
+        elif (position.amount > 0) != (direction > 0):  # flipped through zero
+            position.entry_price = price
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        state = {
+            "clock_ms": self.clock_ms, "wallet": str(self.wallet),
+            "rules": {s: {k: str(v) for k, v in asdict(r).items()} for s, r in self.rules.items()},
+            "orders": {cid: _plain(asdict(o)) for cid, o in self.orders.items()},
+            "live_from_ms": self.live_from_ms,
+            "positions": {s: {"amount": str(p.amount), "entry_price": str(p.entry_price)}
+                          for s, p in self.positions.items()},
+            "processed_to_ms": self.processed_to_ms,
+        }
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.state_path.parent, prefix=".paper-", suffix=".json")
+        with os.fdopen(handle, "w") as out:
+            json.dump(state, out, indent=1, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.state_path)  # atomic: a crash leaves the old or the new state
+
+    def _load(self) -> None:
+        if not self.state_path.exists():
+            return
+        state = json.loads(self.state_path.read_text())
+        self.clock_ms, self.wallet = state["clock_ms"], Decimal(state["wallet"])
+        self.rules = {s: MarketRules(**{k: Decimal(v) for k, v in r.items()}) for s, r in state["rules"].items()}
+        self.orders = {cid: OrderSnapshot(**_typed(o)) for cid, o in state["orders"].items()}
+        self.live_from_ms = {k: int(v) for k, v in state["live_from_ms"].items()}
+        self.positions = {s: _Position(Decimal(p["amount"]), Decimal(p["entry_price"]))
+                          for s, p in state["positions"].items()}
+        self.processed_to_ms = {k: int(v) for k, v in state["processed_to_ms"].items()}
+
+
+_DECIMAL_FIELDS = ("amount", "filled", "average_price", "fee", "price", "stop_price")
+
+
+def _plain(order: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in order.items()}
+
+
+def _typed(order: dict) -> dict:
+    return {k: (Decimal(v) if k in _DECIMAL_FIELDS and v is not None else v) for k, v in order.items()}
