@@ -16,7 +16,7 @@ JOB         ?= init_tables
 PYTEST_ARGS ?=
 ARGS        ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score sanity sql submit bench test test-unit \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage sanity sql submit bench test test-unit \
         test-spark \
         test-integration dist clean clean-data
 
@@ -83,6 +83,13 @@ scan: setup
 
 score: setup
 	$(CRYPTOBOT) score $(ARGS)
+
+# Trade confirmed signals (paper unless gold.trading_config says otherwise) and manage positions.
+execute: setup
+	$(CRYPTOBOT) execute $(ARGS)
+
+manage: setup
+	$(CRYPTOBOT) manage $(ARGS)
 
 # Reconciliation and data checks; exits non-zero when one fails.
 sanity: setup

@@ -50,11 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--starting-time", type=parse_utc_ms, default=None,
                         help="start at the first message at or after this UTC time (--from kafka)")
 
-    stream = commands.add_parser("stream", help="run the streaming app (Kafka -> bronze)")
+    stream = commands.add_parser("stream", help="run the streaming app (Kafka -> bronze -> silver -> unified -> "
+                                                "analytics -> signals)")
     stream.add_argument("--available-now", action="store_true",
                         help="process everything available, then exit")
     stream.add_argument("--max-offsets-per-trigger", type=int, default=None,
                         help="Kafka messages per micro-batch at most (default: [streaming] in the config)")
+    stream.add_argument("--until", choices=("bronze", "silver", "unified", "analytics", "signals"), default="signals",
+                        help="run the pipeline up to this stage only (default: all of it)")
     stream.add_argument("--trigger-interval-seconds", type=int, default=None,
                         help="seconds between micro-batches (default: [streaming] in the config)")
 
@@ -79,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                             "gold.scorer_calibration")
     score.add_argument("--report", action="store_true",
                        help="print the realised win rate per score bucket (and score nothing)")
+
+    commands.add_parser("execute", help="place the entries of confirmed signals (paper by default), under the "
+                                        "risk guards of gold.trading_config")
+    commands.add_parser("manage", help="reconcile orders and positions with the exchange; protect, move to "
+                                       "breakeven and close positions")
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -208,7 +216,10 @@ def _stream(args, config) -> int:
     config = replace(config, streaming=replace(config.streaming, **overrides))
     spark = build_spark_session(config, "cryptobot-stream")
     try:
-        print(run_stream(spark, config, available_now=args.available_now).describe())
+        from streaming.app import STAGE_NAMES
+
+        stages = STAGE_NAMES.index(args.until) + 1
+        print(run_stream(spark, config, available_now=args.available_now, stages=stages).describe())
     finally:
         spark.stop()
     return 0
@@ -259,6 +270,28 @@ def _score(args, config) -> int:
     return 0
 
 
+def _execute(args, config) -> int:
+    return _trading_job(config, "execution_engine")
+
+
+def _manage(args, config) -> int:
+    return _trading_job(config, "position_manager")
+
+
+def _trading_job(config, name: str) -> int:
+    import importlib
+
+    from common.spark_session import build_spark_session
+
+    job = importlib.import_module(f"jobs.{name}")
+    spark = build_spark_session(config, f"cryptobot-{name.replace('_', '-')}")
+    try:
+        print(job.run(spark, config).describe())
+    finally:
+        spark.stop()
+    return 0
+
+
 def _symbols(args, config) -> int:
     from jobs import symbol_check
 
@@ -285,7 +318,8 @@ def _first_line(err: Exception) -> str:
 
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
             "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
-            "symbols": _symbols, "scan": _scan, "score": _score}
+            "symbols": _symbols, "scan": _scan, "score": _score,
+            "execute": _execute, "manage": _manage}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,7 +25,7 @@ from common.analytics.zones import ZONE_COLUMNS
 from common.catalog import table_location, table_spec
 from common.config import INTERVAL_MS, AppConfig
 from common.signal_status import SignalStatus
-from common.strategies import SIGNAL_COLUMNS, scan_series
+from common.strategies import scan_series
 from common.trading_config import read_trading_config
 from streaming.analytics import CONSOLIDATED
 from streaming.triggers import with_trigger
@@ -57,11 +57,12 @@ def scan_group(config: AppConfig, strategies: tuple[str, ...]):
         events = {i: g for i, g in rows[rows.row_kind == "event"].groupby("interval")}
         zones = {i: g for i, g in rows[rows.row_kind == "zone"].groupby("interval")}
         found = []
-        for interval, emit_from in rows.dropna(subset=["emit_from_ms"]).groupby("interval")["emit_from_ms"].min().items():
+        emit_from_by_interval = rows.dropna(subset=["emit_from_ms"]).groupby("interval")["emit_from_ms"].min()
+        for interval, emit_from in emit_from_by_interval.items():
             signals = scan_series(exchange, symbol, interval, INTERVAL_MS[interval],
-                                  events.get(interval, _empty(EVENT_COLUMNS)), zones.get(interval, _empty(ZONE_COLUMNS)),
-                                  params, strategies, int(emit_from), htf_events=events, htf_zones=zones,
-                                  intervals=intervals)
+                                  events.get(interval, _empty(EVENT_COLUMNS)),
+                                  zones.get(interval, _empty(ZONE_COLUMNS)), params, strategies, int(emit_from),
+                                  htf_events=events, htf_zones=zones, intervals=intervals)
             if len(signals):
                 found.append(signals.assign(exchange=exchange, symbol=symbol, interval=interval))
         if not found:
@@ -142,7 +143,8 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
             F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
             F.lit(None).cast("string").alias("from_status"), F.lit(SignalStatus.PENDING.value).alias("to_status"),
             F.lit("found by the scanner").alias("reason"),
-            F.to_json(F.struct("strategy", "exchange", "symbol", "interval", "direction", "known_at_ms")).alias("details"),
+            F.to_json(F.struct("strategy", "exchange", "symbol", "interval", "direction",
+                               "known_at_ms")).alias("details"),
             F.lit("signal_scanner").alias("actor"), now.alias("event_time"), F.current_date().alias("event_date"))
         append_audit(spark, config, audit)
         return count
@@ -167,6 +169,21 @@ def _location(config: AppConfig, qualified: str) -> str:
     return table_location(config, table_spec(config, qualified))
 
 
+def score_and_execute(spark: SparkSession, config: AppConfig) -> None:
+    """After a batch that found signals: the scorer, then the execution engine when a signal was
+    confirmed. In-process, so never two of the same at once (this query's batches are serial).
+    A failure of either is logged and left for the next batch: it must not stop ingestion."""
+    from jobs import execution_engine, statistical_scorer
+
+    try:
+        scored = statistical_scorer.run(spark, config)
+        if any(move.endswith("->confirmed") for move in scored.moves):
+            log.info("event=execution_after_scoring %s", execution_engine.run(spark, config).describe()
+                     .replace("\n", ";"))
+    except Exception:  # noqa: BLE001 - logged with its traceback, retried after the next batch
+        log.exception("event=score_or_execute_failed")
+
+
 def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool):
     checkpoint = config.lake.checkpoint_path("signals")
 
@@ -177,9 +194,7 @@ def start_signals_query(spark: SparkSession, config: AppConfig, available_now: b
             return
         count = insert_new_signals(spark, config, signals)
         if count:
-            from jobs import statistical_scorer
-
-            statistical_scorer.run(spark, config)  # in-process: this query's batches never overlap
+            score_and_execute(spark, config)
         log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count, time.monotonic() - started)
 
     writer = (spark.readStream.format("delta").load(_location(config, "gold.liquidity_zones"))

@@ -45,7 +45,7 @@ def test_sample_replay_then_stream_fills_bronze_with_every_kline_once(spark, pip
                         source=SAMPLE_SOURCE)
     assert again.sent == {} and again.skipped == expected  # resumed: nothing sent twice
 
-    run_stream(spark, config, available_now=True)
+    run_stream(spark, config, available_now=True, stages=1)
     topic = config.klines_topic("binance")
     rows = bronze_rows(spark, "bronze.binance_klines", topic)
     counts = {r.key: r.n for r in rows.groupBy("key").count().withColumnRenamed("count", "n").collect()}
@@ -54,7 +54,7 @@ def test_sample_replay_then_stream_fills_bronze_with_every_kline_once(spark, pip
     first = json.loads(rows.orderBy("offset").first().value)
     assert first["source"] == SAMPLE_SOURCE and first["exchange"] == "binance" and first["symbol"] == "BTCUSDT"
 
-    second = run_stream(spark, config, available_now=True)
+    second = run_stream(spark, config, available_now=True, stages=1)
     assert sum(second.rows.values()) == 0
     assert bronze_rows(spark, "bronze.binance_klines", topic).count() == sum(expected.values())
 
@@ -71,7 +71,7 @@ def test_malformed_messages_still_land_in_bronze_raw(spark, pipeline_env):
     producer.flush()
     producer.close()
 
-    run_stream(spark, config, available_now=True)
+    run_stream(spark, config, available_now=True, stages=1)
     rows = bronze_rows(spark, "bronze.bybit_klines", topic).orderBy("offset").collect()
     assert [r.offset for r in rows] == [0, 1, 2, 3]
     assert rows[0].value == "not json at all" and rows[1].value == '{"schema_version": 1}'
@@ -92,8 +92,8 @@ def test_bronze_stream_killed_with_sigkill_neither_loses_nor_duplicates(spark, p
     producer.close()
 
     log = open(tmp_path / "stream.log", "w")
-    stream = subprocess.Popen([CRYPTOBOT, "stream"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    stream = subprocess.Popen([CRYPTOBOT, "stream", "--until", "bronze"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -110,8 +110,8 @@ def test_bronze_stream_killed_with_sigkill_neither_loses_nor_duplicates(spark, p
     killed_at = bronze_rows(spark, "bronze.okx_klines", topic).count()
     assert 0 < killed_at < total, f"the kill came too late to test anything ({killed_at} rows)"
 
-    restart = subprocess.run([CRYPTOBOT, "stream", "--available-now"], env=env, capture_output=True, text=True,
-                             timeout=300)
+    restart = subprocess.run([CRYPTOBOT, "stream", "--available-now", "--until", "bronze"], env=env,
+                             capture_output=True, text=True, timeout=300)
     (tmp_path / "restart.log").write_text(restart.stderr)
     assert restart.returncode == 0, restart.stderr[-3000:]
     rows = bronze_rows(spark, "bronze.okx_klines", topic)

@@ -131,7 +131,7 @@ def test_backfill_sends_every_closed_kline_once_and_bronze_receives_them(spark, 
     again = run_producers(config, once=True, since_ms=START_MS)
     assert sum(again.sent.values()) == 0, again.describe()
 
-    run_stream(spark, config, available_now=True)
+    run_stream(spark, config, available_now=True, stages=1)
     for exchange in ("binance", "bybit", "okx"):
         topic = config.klines_topic(exchange)
         in_kafka = len(topic_messages(config, topic))

@@ -25,7 +25,7 @@ def test_sanity_passes_on_the_sample_and_fails_clearly_on_a_crafted_gap(spark, p
     config = load_config(env=env)
     replay_file(config, sample_path(), exchange="binance", symbol=SYMBOL, derive=["15m", "1h", "4h"],
                 source=SAMPLE_SOURCE)
-    run_stream(spark, config, available_now=True)
+    run_stream(spark, config, available_now=True, stages=3)
 
     clean = (reconcile_bronze_to_silver(spark, config, now_ms=FAR_FUTURE_MS, symbols=[SYMBOL])
              + check_unified(spark, config, symbols=[SYMBOL]))

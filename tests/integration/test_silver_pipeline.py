@@ -51,7 +51,7 @@ def test_every_message_ends_up_in_exactly_one_place(spark, pipeline_env):
         ("XRPUSDT|1m", first),                                         # a correction of the first kline
     ])
 
-    run_stream(spark, config, available_now=True)
+    run_stream(spark, config, available_now=True, stages=3)
 
     bronze = spark.table("bronze.binance_klines").where(f"topic = '{topic}'")
     silver = spark.table("silver.binance_klines").where(f"kafka_topic = '{topic}'")
@@ -76,7 +76,7 @@ def test_every_message_ends_up_in_exactly_one_place(spark, pipeline_env):
     assert consolidated.count() == SAMPLE_KLINES
     assert consolidated.where("exchange_count = 1 AND exchanges = array('binance')").count() == SAMPLE_KLINES
 
-    again = run_stream(spark, config, available_now=True)
+    again = run_stream(spark, config, available_now=True, stages=3)
     assert sum(again.rows.values()) == 0
 
 
@@ -91,8 +91,8 @@ def test_streaming_app_killed_midway_leaves_no_duplicate_and_no_missing_key(spar
         return spark.table("silver.binance_klines").where("symbol = 'SOLUSDT'").count()
 
     log = open(tmp_path / "stream.log", "w")
-    app = subprocess.Popen([CRYPTOBOT, "stream"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
+    app = subprocess.Popen([CRYPTOBOT, "stream", "--until", "unified"], env=env, stdout=log,
+                           stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and silver_rows() < 3000:
@@ -103,8 +103,8 @@ def test_streaming_app_killed_midway_leaves_no_duplicate_and_no_missing_key(spar
         app.wait(30)
     assert 0 < silver_rows() < SAMPLE_KLINES, "the kill came too late to test anything"
 
-    restart = subprocess.run([CRYPTOBOT, "stream", "--available-now"], env=env, capture_output=True, text=True,
-                             timeout=600)
+    restart = subprocess.run([CRYPTOBOT, "stream", "--available-now", "--until", "unified"], env=env,
+                             capture_output=True, text=True, timeout=600)
     assert restart.returncode == 0, restart.stderr[-3000:]
     for table in ("silver.binance_klines", "silver.unified_klines"):
         rows = spark.table(table).where("exchange = 'binance' AND symbol = 'SOLUSDT'")

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from common.config import load_config
 from jobs import signal_scanner, statistical_scorer
+from tests.spark.rows import append
 
 SYMBOL = "SIGUSDT"  # this test's own: the lake is shared
 H = 3_600_000
@@ -19,15 +20,6 @@ T0 = 1_786_924_800_000  # 2026-08-17 00:00 UTC, a whole hour
 @pytest.fixture(scope="module")
 def config(app_env, initialized_lake):
     return load_config(env={**app_env, "CRYPTOBOT_EXCHANGES__INTERVALS": "1h,4h"})
-
-
-def append(spark, table, rows):
-    """Rows of a table given by their columns of interest; the rest null, timestamps now."""
-    schema = spark.table(table).schema
-    now = datetime(2026, 8, 20)
-    values = [tuple(row.get(f.name, now if f.dataType.typeName() == "timestamp" else None) for f in schema)
-              for row in rows]
-    spark.createDataFrame(values, schema).write.insertInto(table)
 
 
 def zone(local_id, zone_type, known_h, low, high, poc, touches=0, sweeps=0, rejections=0, pool=False,

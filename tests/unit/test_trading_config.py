@@ -69,3 +69,17 @@ def test_missing_parameter_points_to_init():
 def test_values_are_trimmed_and_case_insensitive_where_it_is_safe():
     config = parse_trading_config(defaults(trading_exchange=" Bybit ", paper_trading="FALSE"))
     assert config.trading_exchange == "bybit" and config.paper_trading is False
+
+
+def test_live_trading_needs_the_environment_s_confirmation():
+    from dataclasses import replace
+
+    from jobs.trading_store import check_live_allowed
+
+    defaults = parse_trading_config({r["param_name"]: r["param_value"] for r in default_rows()})
+    check_live_allowed(defaults, env={})  # paper: nothing to confirm
+    check_live_allowed(replace(defaults, paper_trading=False), env={})  # testnet
+    live = replace(defaults, paper_trading=False, use_testnet=False)
+    with pytest.raises(ConfigError, match="live trading refused: .* CRYPTOBOT_LIVE_TRADING=yes is not set"):
+        check_live_allowed(live, env={"CRYPTOBOT_LIVE_TRADING": "true"})
+    check_live_allowed(live, env={"CRYPTOBOT_LIVE_TRADING": "yes"})

@@ -1,0 +1,172 @@
+"""Execution engine: places the limit entry of each `confirmed` signal; `cryptobot execute`, a
+spark-submit target, and run by the stream after the scorer.
+
+For each confirmed signal of the trading exchange, symbols, intervals and strategies (oldest
+first), under the risk guards of gold.trading_config (kill switch, max open positions, one
+position per symbol, the daily loss limit): size = equity x risk% / |entry - stop|, capped by
+leverage and total exposure and rounded to the market; then the entry, exactly once:
+1. a row of trading.orders for its client order id exists already -> done before, skip;
+2. the exchange knows the client order id (a crash after sending, before recording) ->
+   record what it says;
+3. otherwise record the intent (`new`), send, and record the answer: `open`, `rejected` with
+   the exchange's message, or `unknown` when the answer was lost (the position manager settles
+   it by a lookup, never by a blind resend).
+The signal becomes `executed` (or `expired` / `cancelled` with the reason). The stop and the
+targets are the position manager's, once the entry fills.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from common.config import INTERVAL_MS, AppConfig
+from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
+from common.trade.sizing import position_size, round_price, round_stop
+from common.trading_config import read_trading_config
+from jobs.trading_store import (
+    _read, build_gateway, intent_row, latest_minute_close_ms, move_signals, read_orders, with_snapshot, write_orders,
+)
+
+log = logging.getLogger(__name__)
+ACTOR = "execution_engine"
+
+
+@dataclass
+class ExecutionResult:
+    placed: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> signals
+    halted: str | None = None
+
+    def describe(self) -> str:
+        lines = [f"entries placed: {self.placed}"] + ([f"halted: {self.halted}"] if self.halted else [])
+        return "\n".join(lines + [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())])
+
+
+def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult:
+    trading = read_trading_config(spark)
+    gateway = gateway or build_gateway(config, trading)
+    result = ExecutionResult()
+    if not trading.trading_enabled:
+        result.halted = "trading_enabled = false (kill switch)"
+        return result
+    signals = (_read(spark, config, "gold.signals_all")
+               .where((F.col("status") == "confirmed") & (F.col("exchange") == trading.trading_exchange)
+                      & F.col("symbol").isin(list(trading.trading_symbols))
+                      & F.col("interval").isin(list(trading.trading_intervals))
+                      & F.col("strategy").isin(list(trading.strategies)))
+               .orderBy("known_at_ms", "signal_id").collect())
+    if not signals:
+        return result
+    now_ms = _now_ms(spark, config, gateway, trading.trading_exchange)
+    equity = gateway.equity()
+    open_positions = {r.symbol: r for r in _read(spark, config, "trading.positions_open").collect()}
+    pending_entries = {o.symbol for o in read_orders(spark, config, "leg = 'entry' AND status IN ('new', 'unknown', "
+                                                                    "'open')") if o.filled == 0}
+    busy = Counter(open_positions) + Counter(pending_entries)
+    open_notional = sum((Decimal(p.remaining_quantity) * Decimal(p.entry_price) for p in open_positions.values()),
+                        Decimal(0))
+    loss_today = _realised_today(spark, config, gateway.mode, now_ms)
+    if loss_today <= -equity * Decimal(str(trading.daily_loss_limit_pct)) / 100:
+        result.halted = (f"daily loss limit: {loss_today:.2f} realised today, limit "
+                         f"{trading.daily_loss_limit_pct}% of equity {equity:.2f}")
+        return result
+    moves = []
+    for signal in signals:
+        age_bars = (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
+        if age_bars > trading.signal_max_age_bars:
+            moves.append((signal.signal_id, "confirmed", "expired",
+                          f"{age_bars} bars old at execution, more than signal_max_age_bars "
+                          f"{trading.signal_max_age_bars}"))
+            continue
+        if sum(busy.values()) >= trading.max_open_positions:
+            result.skipped["max_open_positions reached"] += 1
+            continue
+        if busy[signal.symbol] >= trading.max_positions_per_symbol:
+            result.skipped["a position or entry on the symbol already"] += 1
+            continue
+        outcome = _enter(spark, config, gateway, trading, signal, equity, open_notional, now_ms)
+        if outcome.startswith("cancelled:"):
+            moves.append((signal.signal_id, "confirmed", "cancelled", outcome.removeprefix("cancelled: ")))
+            continue
+        moves.append((signal.signal_id, "confirmed", "executed", outcome))
+        busy[signal.symbol] += 1
+        result.placed += outcome == "entry order sent"
+    move_signals(spark, config, moves, ACTOR)
+    log.info("event=execution placed=%d skipped=%s moves=%d", result.placed, dict(result.skipped), len(moves))
+    return result
+
+
+def _enter(spark, config, gateway, trading, signal, equity: Decimal, open_notional: Decimal, now_ms: int) -> str:
+    """Place the signal's entry once; returns what happened (prefixed 'cancelled:' when it cannot)."""
+    cid = client_order_id(signal.signal_id, "entry", 0)
+    if read_orders(spark, config, f"client_order_id = '{cid}'"):
+        return "entry order recorded before"
+    existing = gateway.find_order(signal.symbol, cid)
+    direction = signal.direction
+    side = "buy" if direction == "long" else "sell"
+    if existing is not None:  # sent by a run that died before recording it
+        row = intent_row(OrderRequest(cid, signal.symbol, side, "limit", existing.amount, existing.price),
+                         signal.signal_id, gateway.name, "entry", 0, gateway.mode, now_ms)
+        write_orders(spark, config, [with_snapshot(row, existing)])
+        return "entry order found on the exchange and recorded"
+    if hasattr(gateway, "set_rules"):  # paper: the market's steps from its price
+        gateway.set_rules(signal.symbol, Decimal(str(signal.entry_price)))
+    rules = gateway.market_rules(signal.symbol)
+    entry = round_price(Decimal(str(signal.entry_price)), rules)
+    stop = round_stop(Decimal(str(signal.sl_price)), direction, rules)
+    size = position_size(equity, Decimal(str(trading.risk_per_trade_pct)), entry, stop, rules,
+                         Decimal(str(trading.max_leverage)), Decimal(str(trading.max_total_exposure_pct)),
+                         open_notional)
+    if size.refusal:
+        return f"cancelled: {size.refusal}"
+    request = OrderRequest(cid, signal.symbol, side, "limit", size.amount, entry)
+    row = intent_row(request, signal.signal_id, gateway.name, "entry", 0, gateway.mode, now_ms)
+    write_orders(spark, config, [row])  # the intent first: a crash from here on is found by its id
+    try:
+        write_orders(spark, config, [with_snapshot(row, gateway.place_order(request))])
+    except OrderOutcomeUnknown as error:
+        from dataclasses import replace
+
+        write_orders(spark, config, [replace(row, status="unknown", error=str(error))])
+        return "entry order sent, answer lost: unknown until a lookup settles it"
+    except OrderRejected as error:
+        from dataclasses import replace
+
+        write_orders(spark, config, [replace(row, status="rejected", error=str(error))])
+        return f"cancelled: entry rejected by the exchange: {error}"
+    return "entry order sent"
+
+
+def _now_ms(spark, config, gateway, exchange: str) -> int:
+    if gateway.mode == "paper":
+        latest = latest_minute_close_ms(spark, config, exchange)
+        if latest is None:
+            raise RuntimeError(f"paper trading needs 1m klines of {exchange} in silver.unified_klines (none found): "
+                               f"add 1m to [exchanges] intervals")
+        gateway.set_clock(latest)
+        return latest
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+def _realised_today(spark, config, mode: str, now_ms: int) -> Decimal:
+    day = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).date()
+    row = (_read(spark, config, "trading.positions_closed")
+           .where((F.col("close_date") == F.lit(day)) & (F.col("mode") == mode))
+           .agg(F.sum("net_pnl")).first())
+    return Decimal(0) if row[0] is None else Decimal(row[0])
+
+
+def main() -> None:
+    from jobs.entrypoint import run_job
+
+    run_job("execution_engine", run, print_result=lambda r: print(r.describe()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Reading and writing the trading tables for the execution engine and the position manager:
+trading.orders (one row per client order id, written before the order is sent and again with
+what the exchange answered), trading.positions_open / positions_closed, trading.daily_pnl and
+the audit log. Small tables, so rows travel as Python values; every write is a MERGE on the
+row's key, safe to repeat after a crash."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from common.catalog import table_location, table_spec
+from common.config import AppConfig, ConfigError
+from common.exchange.gateway import OrderRequest, OrderSnapshot
+from common.exchange.paper import PaperExchange
+from common.trade.lifecycle import Costs
+from common.trading_config import TradingConfig
+
+LIVE_CONFIRMATION_ENV = "CRYPTOBOT_LIVE_TRADING"
+ACTIVE_ORDER_STATUSES = ("new", "unknown", "open")
+
+
+def check_live_allowed(trading: TradingConfig, env=None) -> None:
+    """Live trading (paper_trading = false and use_testnet = false) needs the environment's
+    explicit confirmation as well; anything else is refused before a single call is made."""
+    env = os.environ if env is None else env
+    if trading.is_live and env.get(LIVE_CONFIRMATION_ENV) != "yes":
+        raise ConfigError(f"live trading refused: gold.trading_config has paper_trading = false and use_testnet = "
+                          f"false, but {LIVE_CONFIRMATION_ENV}=yes is not set in the environment. Set it to trade "
+                          f"real money on {trading.trading_exchange}, or set use_testnet = true.")
+
+
+def costs_of(trading: TradingConfig) -> Costs:
+    return Costs(Decimal(str(trading.maker_fee_pct)), Decimal(str(trading.taker_fee_pct)),
+                 Decimal(str(trading.slippage_bps)))
+
+
+def build_gateway(config: AppConfig, trading: TradingConfig):
+    check_live_allowed(trading)
+    if trading.paper_trading:
+        return PaperExchange(trading.trading_exchange, paper_state_path(config, trading.trading_exchange),
+                             Decimal(str(trading.paper_initial_equity_usdt)), Decimal(str(trading.maker_fee_pct)),
+                             Decimal(str(trading.taker_fee_pct)), Decimal(str(trading.slippage_bps)))
+    raise ConfigError("orders through ccxt (testnet or live) are not available yet: keep paper_trading = true")
+
+
+def paper_state_path(config: AppConfig, exchange: str) -> Path:
+    return Path(config.paths.data_dir) / "paper_exchange" / f"{exchange}.json"
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """A row of trading.orders: our record of one client order id."""
+    client_order_id: str
+    signal_id: str
+    exchange: str
+    symbol: str
+    leg: str
+    version: int
+    side: str
+    order_type: str
+    reduce_only: bool
+    price: Decimal | None
+    stop_price: Decimal | None
+    amount: Decimal
+    filled: Decimal
+    average_price: Decimal | None
+    fee: Decimal
+    status: str  # new | unknown | open | closed | canceled | rejected
+    exchange_order_id: str | None
+    mode: str
+    error: str | None
+    updated_ms: int
+
+    def request(self) -> OrderRequest:
+        return OrderRequest(self.client_order_id, self.symbol, self.side, self.order_type, self.amount, self.price,
+                            self.stop_price, self.reduce_only)
+
+    def snapshot(self) -> OrderSnapshot:
+        return OrderSnapshot(self.client_order_id, self.exchange_order_id or "", self.symbol, self.side,
+                             self.order_type, self.amount, self.filled, self.average_price, self.fee,
+                             self.status if self.status in ("open", "closed", "canceled", "rejected") else "open",
+                             self.reduce_only, self.price, self.stop_price, self.updated_ms, self.error)
+
+
+def intent_row(request: OrderRequest, signal_id: str, exchange: str, leg: str, version: int, mode: str,
+               now_ms: int) -> OrderRow:
+    return OrderRow(request.client_order_id, signal_id, exchange, request.symbol, leg, version, request.side,
+                    request.order_type, request.reduce_only, request.price, request.stop_price, request.amount,
+                    Decimal(0), None, Decimal(0), "new", None, mode, None, now_ms)
+
+
+def with_snapshot(row: OrderRow, snapshot: OrderSnapshot) -> OrderRow:
+    from dataclasses import replace
+
+    return replace(row, amount=snapshot.amount, filled=snapshot.filled, average_price=snapshot.average_price,
+                   fee=snapshot.fee, status=snapshot.status, exchange_order_id=snapshot.exchange_order_id,
+                   error=snapshot.message, updated_ms=snapshot.updated_ms)
+
+
+def read_orders(spark: SparkSession, config: AppConfig, where: str) -> list[OrderRow]:
+    rows = _read(spark, config, "trading.orders").where(where).collect()
+    return [OrderRow(r.client_order_id, r.signal_id, r.exchange, r.symbol, r.leg, r.version, r.side, r.order_type,
+                     r.reduce_only, _dec(r.price), _dec(r.stop_price), _dec(r.amount), _dec(r.filled) or Decimal(0),
+                     _dec(r.average_price), _dec(r.fee) or Decimal(0), r.status, r.exchange_order_id, r.mode, r.error,
+                     int(r.updated_at.replace(tzinfo=timezone.utc).timestamp() * 1000) if r.updated_at else 0)
+            for r in rows]
+
+
+def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -> None:
+    if not rows:
+        return
+    from delta.tables import DeltaTable
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    schema = _read(spark, config, "trading.orders").schema
+    values = [{"order_id": r.client_order_id, "client_order_id": r.client_order_id, "signal_id": r.signal_id,
+               "position_id": r.signal_id, "exchange": r.exchange, "symbol": r.symbol, "ccxt_symbol": None,
+               "leg": r.leg, "version": r.version, "side": r.side, "order_type": r.order_type,
+               "reduce_only": r.reduce_only, "price": r.price, "stop_price": r.stop_price, "amount": r.amount,
+               "filled": r.filled, "average_price": r.average_price, "fee": r.fee, "fee_currency": "USDT",
+               "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode, "error": r.error,
+               "created_at": now, "updated_at": _ts(r.updated_ms)} for r in rows]
+    frame = spark.createDataFrame([tuple(v[f.name] for f in schema) for v in values], schema)
+    target = DeltaTable.forPath(spark, _location(config, "trading.orders"))
+    update = {c: f"s.{c}" for c in frame.columns if c not in ("created_at", "order_id", "client_order_id")}
+    (target.alias("t").merge(frame.alias("s"), "t.client_order_id = s.client_order_id")
+     .whenMatchedUpdate(set=update).whenNotMatchedInsertAll().execute())
+
+
+def audit(spark: SparkSession, config: AppConfig, events: list[dict]) -> None:
+    """events: entity_type, entity_id, from_status, to_status, reason, details, actor. The event id
+    is derived from the entity and its move, so a repeated run adds nothing."""
+    if not events:
+        return
+    from streaming.signals import append_audit
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = [(hashlib.sha256("|".join(str(e.get(k)) for k in ("entity_type", "entity_id", "from_status", "to_status",
+                                                              "reason")).encode()).hexdigest(),
+             e["entity_type"], e["entity_id"], e.get("from_status"), e.get("to_status"), e["reason"],
+             json.dumps(e.get("details")) if e.get("details") is not None else None, e["actor"], now, now.date())
+            for e in events]
+    frame = spark.createDataFrame(rows, _read(spark, config, "trading.audit_log").schema)
+    append_audit(spark, config, frame)
+
+
+def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, str, str, str]], actor: str) -> None:
+    """moves: (signal_id, from_status, to_status, reason): audit first, then the signal, only if
+    it still has the status it was read with."""
+    if not moves:
+        return
+    from delta.tables import DeltaTable
+
+    from common.signal_status import check_transition
+
+    for signal_id, source, target, _ in moves:
+        check_transition(signal_id, source, target)
+    audit(spark, config, [{"entity_type": "signal", "entity_id": s, "from_status": a, "to_status": b, "reason": r,
+                           "actor": actor} for s, a, b, r in moves])
+    frame = spark.createDataFrame(moves, "signal_id string, from_status string, to_status string, reason string")
+    (DeltaTable.forPath(spark, _location(config, "gold.signals_all")).alias("t")
+     .merge(frame.alias("s"), "t.signal_id = s.signal_id AND t.status = s.from_status")
+     .whenMatchedUpdate(set={"status": "s.to_status", "status_reason": "s.reason",
+                             "updated_at": "current_timestamp()"}).execute())
+
+
+def latest_minute_close_ms(spark: SparkSession, config: AppConfig, exchange: str) -> int | None:
+    """The data's clock: the close of the newest 1m kline of the exchange."""
+    row = (_read(spark, config, "silver.unified_klines")
+           .where((F.col("exchange") == exchange) & (F.col("interval") == "1m"))
+           .agg(F.max("close_time_ms")).first())
+    return None if row[0] is None else int(row[0])
+
+
+def _read(spark: SparkSession, config: AppConfig, qualified: str):
+    return spark.read.format("delta").load(_location(config, qualified))
+
+
+def _location(config: AppConfig, qualified: str) -> str:
+    return table_location(config, table_spec(config, qualified))
+
+
+def _dec(value) -> Decimal | None:
+    return None if value is None else Decimal(value).normalize() if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)

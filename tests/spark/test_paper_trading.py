@@ -1,0 +1,122 @@
+"""The execution engine and the position manager on the paper exchange, minute by minute:
+a confirmed signal's entry placed once, filled, protected by a stop and two targets, TP1 then
+the stop to breakeven under a new client id, TP2 closing the position; positions_closed and
+daily_pnl reconciling to the cent with the paper exchange's wallet. And the guards: the kill
+switch and the daily loss limit."""
+from decimal import Decimal as D
+
+import pytest
+from pyspark.sql import functions as F
+
+from common.config import load_config
+from common.exchange.gateway import client_order_id
+from jobs import execution_engine, position_manager
+from jobs.trading_store import build_gateway
+from common.trading_config import read_trading_config
+from tests.spark.rows import append
+
+SYMBOL = "PAPUSDT"  # this test's own: the lake is shared
+SIGNAL = "paper-signal-1"
+H, M = 3_600_000, 60_000
+T0 = 1_786_924_800_000  # 2026-08-17 00:00 UTC
+
+
+@pytest.fixture(scope="module")
+def config(app_env, initialized_lake, tmp_path_factory):
+    return load_config(env={**app_env, "CRYPTOBOT_PATHS__DATA_DIR": str(tmp_path_factory.mktemp("paper-data"))})
+
+
+@pytest.fixture(scope="module")
+def trading_symbol(spark, initialized_lake):
+    def set_param(name, value):
+        spark.sql(f"UPDATE gold.trading_config SET param_value = '{value}' WHERE param_name = '{name}'")
+
+    set_param("trading_symbols", f'["{SYMBOL}"]')
+    yield set_param
+    set_param("trading_symbols", '["BTCUSDT", "ETHUSDT"]')
+    set_param("trading_enabled", "true")
+
+
+def minute(n, o, h, l):
+    open_ms = T0 + n * M
+    return {"exchange": "binance", "symbol": SYMBOL, "exchange_symbol": SYMBOL, "interval": "1m",
+            "open_time_ms": open_ms, "close_time_ms": open_ms + M - 1, "open": float(o), "high": float(h),
+            "low": float(l), "close": (h + l) / 2, "volume": 1.0, "schema_version": 1, "kafka_partition": 0,
+            "kafka_offset": n}
+
+
+def orders(spark):
+    return {(r.leg, r.version): r for r in spark.table("trading.orders").where(f"signal_id = '{SIGNAL}'").collect()}
+
+
+def test_a_confirmed_signal_traded_from_entry_to_tp2(spark, config, trading_symbol):
+    append(spark, "gold.signals_all", [{
+        "signal_id": SIGNAL, "strategy": "smc", "exchange": "binance", "symbol": SYMBOL, "interval": "1h",
+        "direction": "long", "status": "confirmed", "trigger_bar_time_ms": T0, "known_at_ms": T0 + H - 1,
+        "entry_price": 100.0, "sl_price": 98.0, "tp1_price": 104.0, "tp2_price": 108.0, "score": 75.0}])
+    append(spark, "silver.unified_klines", [minute(60, 101, 101.5, 100.5), minute(61, 101, 101.2, 100.6)])
+
+    assert execution_engine.run(spark, config).placed == 1
+    entry = orders(spark)[("entry", 0)]
+    assert (entry.status, entry.side, entry.price, entry.amount) == ("open", "buy", D(100), D(50))  # 1 % of 10 000 / 2
+    assert entry.client_order_id == client_order_id(SIGNAL, "entry", 0)
+    assert spark.table("gold.signals_all").where(f"signal_id = '{SIGNAL}'").first().status == "executed"
+    assert execution_engine.run(spark, config).placed == 0  # again: nothing twice
+    assert len(orders(spark)) == 1
+
+    append(spark, "silver.unified_klines", [minute(62, 100.5, 100.7, 99.8)])  # fills the entry at 100
+    position_manager.run(spark, config)
+    placed = orders(spark)
+    assert placed[("entry", 0)].status == "closed"
+    exits = {k: (o.order_type, o.amount, o.price, o.stop_price, o.status) for k, o in placed.items() if k[0] != "entry"}
+    assert exits == {
+        ("sl", 0): ("stop_market", D(50), None, D(98), "open"),
+        ("tp1", 0): ("limit", D(25), D(104), None, "open"), ("tp2", 0): ("limit", D(25), D(108), None, "open")}
+    position = spark.table("trading.positions_open").where(f"signal_id = '{SIGNAL}'").first()
+    assert (position.status, position.remaining_quantity, position.tp1_hit) == ("open", D(50), False)
+
+    append(spark, "silver.unified_klines", [minute(63, 101, 104.5, 100.9)])  # TP1
+    position_manager.run(spark, config)
+    after_tp1 = orders(spark)
+    assert (after_tp1[("tp1", 0)].status, after_tp1[("sl", 0)].status) == ("closed", "canceled")
+    assert (after_tp1[("sl", 1)].stop_price, after_tp1[("sl", 1)].amount) == (D("100.08"), D(25))  # breakeven
+    position = spark.table("trading.positions_open").where(f"signal_id = '{SIGNAL}'").first()
+    assert (position.status, position.remaining_quantity, position.sl_at_breakeven) == ("tp1_done", D(25), True)
+
+    append(spark, "silver.unified_klines", [minute(64, 105, 108.2, 104.8)])  # TP2
+    position_manager.run(spark, config)
+    final = orders(spark)
+    assert (final[("tp2", 0)].status, final[("sl", 1)].status) == ("closed", "canceled")
+    assert spark.table("trading.positions_open").where(f"signal_id = '{SIGNAL}'").count() == 0
+    closed = spark.table("trading.positions_closed").where(f"signal_id = '{SIGNAL}'").first()
+    # 25 x 4 + 25 x 8 = 300 gross; fees 50 x 100 + 25 x 104 + 25 x 108, at 0.02 %: 2.06
+    assert (closed.realized_pnl, closed.fees, closed.net_pnl, closed.exit_reason) == (
+        D(300), D("2.06"), D("297.94"), "take_profit_2")
+    assert closed.r_multiple == pytest.approx(2.9794)
+    day = spark.table("trading.daily_pnl").where("mode = 'paper' AND exchange = 'binance'").first()
+    assert (day.trades, day.wins, day.net_pnl, day.equity_end) == (1, 1, D("297.94"), D("10297.94"))
+    wallet = build_gateway(config, read_trading_config(spark)).equity()
+    assert wallet == D("10297.94")  # the table and the exchange agree to the cent
+    position_manager.run(spark, config)  # nothing left to manage: nothing changes
+    assert spark.table("trading.positions_closed").where(f"signal_id = '{SIGNAL}'").count() == 1
+    moves = [(r.from_status, r.to_status) for r in spark.table("trading.audit_log")
+             .where(F.col("entity_id") == SIGNAL).collect()]
+    assert ("confirmed", "executed") in moves and ("open", "closed") in moves
+
+
+def test_guards_halt_new_entries(spark, config, trading_symbol):
+    append(spark, "gold.signals_all", [{
+        "signal_id": "paper-signal-2", "strategy": "smc", "exchange": "binance", "symbol": SYMBOL, "interval": "1h",
+        "direction": "long", "status": "confirmed", "trigger_bar_time_ms": T0, "known_at_ms": T0 + H - 1,
+        "entry_price": 100.0, "sl_price": 98.0, "tp1_price": 104.0, "tp2_price": 108.0}])
+    trading_symbol("trading_enabled", "false")
+    assert execution_engine.run(spark, config).halted == "trading_enabled = false (kill switch)"
+    trading_symbol("trading_enabled", "true")
+    append(spark, "trading.positions_closed", [{
+        "position_id": "paper-loss", "signal_id": "paper-loss", "exchange": "binance", "symbol": "OTHERUSDT",
+        "direction": "long", "entry_price": D(100), "exit_price": D(90), "quantity": D(70), "realized_pnl": D(-700),
+        "fees": D(0), "net_pnl": D(-700), "exit_reason": "stop_loss", "mode": "paper",
+        "close_date": __import__("datetime").date(2026, 8, 17)}])
+    halted = execution_engine.run(spark, config).halted
+    assert halted.startswith("daily loss limit: -402.06 realised today")  # 297.94 - 700
+    assert spark.table("trading.orders").where("signal_id = 'paper-signal-2'").count() == 0
