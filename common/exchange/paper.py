@@ -182,7 +182,8 @@ class PaperExchange:
         status, message = (CLOSED, None) if amount == wanted else (
             CANCELED, "reduce-only order: filled what was left of the position, the rest cancelled")
         self.orders[order.client_order_id] = replace(
-            order, filled=filled, average_price=((order.average_price or ZERO) * order.filled + price * amount) / filled,
+            order, filled=filled,
+            average_price=((order.average_price or ZERO) * order.filled + price * amount) / filled,
             fee=order.fee + paid, status=status, message=message, updated_ms=bar.open_time_ms)
         return 1
 

@@ -187,8 +187,9 @@ def paper_bar(trade: Trade, bar_open: Decimal, bar_high: Decimal, bar_low: Decim
     better = (lambda level: max(bar_open, level)) if long else (lambda level: min(bar_open, level))
     if trade.state == TradeState.OPEN and reaches(trade.tp1_price):
         price = better(trade.tp1_price)
-        trade = apply_exit_fill(trade, "tp1", price, trade.tp1_amount, fee(price, trade.tp1_amount, costs.maker_fee_pct),
-                                time_ms, costs, rules, move_sl_to_breakeven)
+        amount = trade.tp1_amount
+        trade = apply_exit_fill(trade, "tp1", price, amount, fee(price, amount, costs.maker_fee_pct), time_ms, costs,
+                                rules, move_sl_to_breakeven)
     if trade.state == TradeState.TP1_DONE and reaches(trade.tp2_price):
         price, amount = better(trade.tp2_price), trade.open_amount
         trade = apply_exit_fill(trade, "tp2", price, amount, fee(price, amount, costs.maker_fee_pct), time_ms, costs,
@@ -226,5 +227,6 @@ def trade_result(trade: Trade) -> TradeResult:
     fees = sum((f.fee for f in trade.fills), ZERO)
     exit_average = sum((f.price * f.amount for f in exits), ZERO) / trade.filled
     initial_risk = abs(entry - trade.initial_sl) * trade.filled
-    return TradeResult(entry, exit_average, trade.filled, gross, fees, gross - fees, r_multiple(gross - fees, initial_risk),
+    net = gross - fees
+    return TradeResult(entry, exit_average, trade.filled, gross, fees, net, r_multiple(net, initial_risk),
                        trade.exit_reason, any(f.leg == "tp1" for f in exits))
