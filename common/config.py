@@ -92,6 +92,7 @@ class ExchangesConfig:
 class StreamingConfig:
     trigger_interval_seconds: int
     max_offsets_per_trigger: int
+    position_manager_interval_seconds: int
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,8 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
         streaming=StreamingConfig(
             trigger_interval_seconds=get.whole_number("streaming", "trigger_interval_seconds", 1, 86_400),
             max_offsets_per_trigger=get.whole_number("streaming", "max_offsets_per_trigger", 1, 10**9),
+            position_manager_interval_seconds=get.whole_number("streaming", "position_manager_interval_seconds", 5,
+                                                               86_400),
         ),
         producer=ProducerConfig(
             poll_interval_seconds=get.whole_number("producer", "poll_interval_seconds", 1, 3_600),

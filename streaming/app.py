@@ -64,8 +64,13 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     queries = [q for start in starters for q in start()]
     log.info("event=stream_started queries=%s", ",".join(q.name for q in queries))
     stop = stop or _stop_on_signals()
+    trading = len(starters) == len(STAGE_NAMES)
+    next_manage = time.monotonic()
     try:
         while not stop.is_set() and all(q.isActive for q in queries):
+            if trading and time.monotonic() >= next_manage:
+                _manage_positions(spark, config)
+                next_manage = time.monotonic() + config.streaming.position_manager_interval_seconds
             stop.wait(1.0)
     finally:
         for query in queries:
@@ -73,6 +78,19 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
                 query.stop()
     _collect(queries, report)
     return report
+
+
+def _manage_positions(spark, config: AppConfig) -> None:
+    """The position manager on its cadence, in the driver beside the queries; a failure is
+    logged and retried at the next turn, the stream goes on."""
+    from jobs import position_manager
+
+    try:
+        result = position_manager.run(spark, config)
+        if result.actions:
+            log.info("event=positions_managed %s", result.describe().replace("\n", ";"))
+    except Exception:  # noqa: BLE001 - logged with its traceback; the next turn tries again
+        log.exception("event=position_manager_failed")
 
 
 def _drain(queries, report: StreamReport) -> None:
