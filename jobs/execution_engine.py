@@ -30,7 +30,7 @@ from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderReq
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import read_trading_config
 from jobs.trading_store import (
-    _read, build_gateway, intent_row, latest_minute_close_ms, move_signals, read_orders, with_snapshot, write_orders,
+    _read, build_gateway, intent_row, latest_minute_closes, move_signals, read_orders, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,11 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
                .orderBy("known_at_ms", "signal_id").collect())
     if not signals:
         return result
-    now_ms = _now_ms(spark, config, gateway, trading.trading_exchange)
+    clocks = _clocks(spark, config, gateway, sorted({s.symbol for s in signals}))
+    if not clocks:
+        result.halted = (f"paper trading needs 1m klines of {gateway.name} in silver.unified_klines for the "
+                         f"signals' symbols (none found): add 1m to [exchanges] intervals")
+        return result
     equity = gateway.equity()
     open_positions = {r.symbol: r for r in _read(spark, config, "trading.positions_open").collect()}
     pending_entries = {o.symbol for o in read_orders(spark, config, "leg = 'entry' AND status IN ('new', 'unknown', "
@@ -71,13 +75,17 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
     busy = Counter(open_positions) + Counter(pending_entries)
     open_notional = sum((Decimal(p.remaining_quantity) * Decimal(p.entry_price) for p in open_positions.values()),
                         Decimal(0))
-    loss_today = _realised_today(spark, config, gateway.mode, now_ms)
+    loss_today = _realised_today(spark, config, gateway.mode, max(clocks.values()))
     if loss_today <= -equity * Decimal(str(trading.daily_loss_limit_pct)) / 100:
         result.halted = (f"daily loss limit: {loss_today:.2f} realised today, limit "
                          f"{trading.daily_loss_limit_pct}% of equity {equity:.2f}")
         return result
     moves = []
     for signal in signals:
+        now_ms = clocks.get(signal.symbol)
+        if now_ms is None:
+            result.skipped["no 1m klines of the symbol to trade it on paper"] += 1
+            continue
         age_bars = (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
         if age_bars > trading.signal_max_age_bars:
             moves.append((signal.signal_id, "confirmed", "expired",
@@ -143,15 +151,14 @@ def _enter(spark, config, gateway, trading, signal, equity: Decimal, open_notion
     return "entry order sent"
 
 
-def _now_ms(spark, config, gateway, exchange: str) -> int:
-    if gateway.mode == "paper":
-        latest = latest_minute_close_ms(spark, config, exchange)
-        if latest is None:
-            raise RuntimeError(f"paper trading needs 1m klines of {exchange} in silver.unified_klines (none found): "
-                               f"add 1m to [exchanges] intervals")
-        gateway.set_clock(latest)
-        return latest
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
+def _clocks(spark, config, gateway, symbols: list[str]) -> dict[str, int]:
+    """Now, per symbol: on paper the close of its newest 1m kline (the data's clock), else the wall."""
+    if gateway.mode != "paper":
+        return dict.fromkeys(symbols, int(datetime.now(timezone.utc).timestamp() * 1000))
+    clocks = latest_minute_closes(spark, config, gateway.name, symbols)
+    for symbol, now_ms in clocks.items():
+        gateway.set_clock(symbol, now_ms)
+    return clocks
 
 
 def _realised_today(spark, config, mode: str, now_ms: int) -> Decimal:

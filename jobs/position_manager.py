@@ -61,20 +61,23 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
     if not signal_ids:
         return result
     orders = read_orders(spark, config, "signal_id IN (" + ",".join(f"'{s}'" for s in signal_ids) + ")")
-    now_ms = _advance_paper(spark, config, gateway, orders) if gateway.mode == "paper" else _wall_ms()
+    symbols = sorted({o.symbol for o in orders})
+    clocks = (_advance_paper(spark, config, gateway, orders) if gateway.mode == "paper"
+              else dict.fromkeys(symbols, _wall_ms()))
     orders = _refresh(spark, config, gateway, orders, result)
     signals = {r.signal_id: r for r in _read(spark, config, "gold.signals_all")
                .where(F.col("signal_id").isin(signal_ids)).collect()}
     for signal_id in signal_ids:
         rows = [o for o in orders if o.signal_id == signal_id]
         if rows and signal_id in signals:
-            _manage(spark, config, gateway, trading, signals[signal_id], rows, now_ms, result)
+            _manage(spark, config, gateway, trading, signals[signal_id], rows, clocks[rows[0].symbol], result)
     log.info("event=positions_managed signals=%d actions=%s", len(signal_ids), dict(result.actions))
     return result
 
 
-def _advance_paper(spark, config, gateway, orders: list[OrderRow]) -> int:
-    """Feed the paper exchange the 1m klines after what it has matched; returns the data's now."""
+def _advance_paper(spark, config, gateway, orders: list[OrderRow]) -> dict[str, int]:
+    """Feed the paper exchange the 1m klines after what it has matched; returns each symbol's
+    now (the close of its newest 1m kline)."""
     symbols = sorted({o.symbol for o in orders})
     starts = [gateway.processed_to_ms.get(s, min(o.updated_ms for o in orders if o.symbol == s) - 60_000)
               for s in symbols]
@@ -83,12 +86,7 @@ def _advance_paper(spark, config, gateway, orders: list[OrderRow]) -> int:
                      & (F.col("open_time_ms") > min(starts)))
               .select("symbol", "open_time_ms", "open", "high", "low", "close").orderBy("open_time_ms").collect())
     gateway.advance(Bar(k.symbol, k.open_time_ms, _d(k.open), _d(k.high), _d(k.low), _d(k.close)) for k in klines)
-    latest = (_read(spark, config, "silver.unified_klines")
-              .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m"))
-              .agg(F.max("close_time_ms")).first()[0])
-    if latest is not None:
-        gateway.set_clock(int(latest))
-    return gateway.clock_ms
+    return {symbol: gateway.now_ms(symbol) for symbol in symbols}
 
 
 def _refresh(spark, config, gateway, orders: list[OrderRow], result: ManagerResult) -> list[OrderRow]:

@@ -172,12 +172,12 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
                              "updated_at": "current_timestamp()"}).execute())
 
 
-def latest_minute_close_ms(spark: SparkSession, config: AppConfig, exchange: str) -> int | None:
-    """The data's clock: the close of the newest 1m kline of the exchange."""
-    row = (_read(spark, config, "silver.unified_klines")
-           .where((F.col("exchange") == exchange) & (F.col("interval") == "1m"))
-           .agg(F.max("close_time_ms")).first())
-    return None if row[0] is None else int(row[0])
+def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, symbols: list[str]) -> dict[str, int]:
+    """The data's clock of each market on paper: the close of its newest 1m kline."""
+    rows = (_read(spark, config, "silver.unified_klines")
+            .where((F.col("exchange") == exchange) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols))
+            .groupBy("symbol").agg(F.max("close_time_ms").alias("latest")).collect())
+    return {r.symbol: int(r.latest) for r in rows}
 
 
 def _read(spark: SparkSession, config: AppConfig, qualified: str):

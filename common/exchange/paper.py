@@ -1,6 +1,6 @@
 """The paper exchange: an `ExchangeGateway` that keeps its orders, positions and wallet in a
-JSON file and fills orders against 1m klines, on the data's clock (a replay trades as a live
-run would). The default: nothing reaches a real exchange until the user opts in.
+JSON file and fills orders against 1m klines, on the data's clock, one per market (a replay
+trades as a live run would). The default: nothing reaches a real exchange until the user opts in.
 
 Matching, one 1m bar at a time, for the orders live before the bar opened:
 - stop-market orders first (pessimistic: when a bar reaches a stop and a limit, the stop is
@@ -65,7 +65,7 @@ class PaperExchange:
         self.state_path = Path(state_path)
         self.maker_fee_pct, self.taker_fee_pct, self.slippage_bps = maker_fee_pct, taker_fee_pct, slippage_bps
         self.rules = dict(rules or {})
-        self.clock_ms = 0
+        self.clock_ms: dict[str, int] = {}  # symbol -> the close of its newest bar seen
         self.wallet = initial_equity
         self.orders: dict[str, OrderSnapshot] = {}
         self.live_from_ms: dict[str, int] = {}  # client id -> first bar open the order can fill in
@@ -93,10 +93,10 @@ class PaperExchange:
             client_order_id=request.client_order_id, exchange_order_id=f"paper-{len(self.orders) + 1}",
             symbol=request.symbol, side=request.side, order_type=request.order_type, amount=request.amount,
             filled=ZERO, average_price=None, fee=ZERO, status=OPEN, reduce_only=request.reduce_only,
-            price=request.price, stop_price=request.stop_price, updated_ms=self.clock_ms)
+            price=request.price, stop_price=request.stop_price, updated_ms=self.now_ms(request.symbol))
         self.orders[order.client_order_id] = order
         # Live from the first whole bar after it was placed: the bar in progress is already past.
-        self.live_from_ms[order.client_order_id] = -(-self.clock_ms // MINUTE_MS) * MINUTE_MS
+        self.live_from_ms[order.client_order_id] = -(-self.now_ms(request.symbol) // MINUTE_MS) * MINUTE_MS
         self._save()
         return order
 
@@ -105,7 +105,7 @@ class PaperExchange:
         if order is None:
             raise OrderRejected(f"order {client_order_id} not found")
         if order.status == OPEN:
-            order = replace(order, status=CANCELED, updated_ms=self.clock_ms, message="cancelled by the user")
+            order = replace(order, status=CANCELED, updated_ms=self.now_ms(symbol), message="cancelled by the user")
             self.orders[client_order_id] = order
             self._save()
         return order
@@ -121,8 +121,11 @@ class PaperExchange:
 
     # -- the market ----------------------------------------------------------------------------
 
-    def set_clock(self, now_ms: int) -> None:
-        self.clock_ms = max(self.clock_ms, now_ms)
+    def now_ms(self, symbol: str) -> int:
+        return self.clock_ms.get(symbol, 0)
+
+    def set_clock(self, symbol: str, now_ms: int) -> None:
+        self.clock_ms[symbol] = max(self.now_ms(symbol), now_ms)
 
     def set_rules(self, symbol: str, reference_price: Decimal) -> None:
         if symbol not in self.rules:
@@ -138,7 +141,7 @@ class PaperExchange:
                 continue
             fills += self._match_bar(bar)
             self.processed_to_ms[bar.symbol] = bar.open_time_ms
-            self.clock_ms = max(self.clock_ms, bar.open_time_ms + MINUTE_MS - 1)
+            self.set_clock(bar.symbol, bar.open_time_ms + MINUTE_MS - 1)
         self._save()
         return fills
 
@@ -227,7 +230,8 @@ class PaperExchange:
         if not self.state_path.exists():
             return
         state = json.loads(self.state_path.read_text())
-        self.clock_ms, self.wallet = state["clock_ms"], Decimal(state["wallet"])
+        self.clock_ms = {k: int(v) for k, v in state["clock_ms"].items()}
+        self.wallet = Decimal(state["wallet"])
         self.rules = {s: MarketRules(**{k: Decimal(v) for k, v in r.items()}) for s, r in state["rules"].items()}
         self.orders = {cid: OrderSnapshot(**_typed(o)) for cid, o in state["orders"].items()}
         self.live_from_ms = {k: int(v) for k, v in state["live_from_ms"].items()}

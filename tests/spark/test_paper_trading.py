@@ -37,8 +37,8 @@ def trading_symbol(spark, initialized_lake):
     set_param("trading_enabled", "true")
 
 
-def minute(n, o, h, l):
-    open_ms = T0 + n * M
+def minute(n, o, h, l, start_ms=T0):
+    open_ms = start_ms + n * M
     return {"exchange": "binance", "symbol": SYMBOL, "exchange_symbol": SYMBOL, "interval": "1m",
             "open_time_ms": open_ms, "close_time_ms": open_ms + M - 1, "open": float(o), "high": float(h),
             "low": float(l), "close": (h + l) / 2, "volume": 1.0, "schema_version": 1, "kafka_partition": 0,
@@ -120,3 +120,38 @@ def test_guards_halt_new_entries(spark, config, trading_symbol):
     halted = execution_engine.run(spark, config).halted
     assert halted.startswith("daily loss limit: -402.06 realised today")  # 297.94 - 700
     assert spark.table("trading.orders").where("signal_id = 'paper-signal-2'").count() == 0
+
+
+def test_an_order_sent_by_a_run_that_died_is_found_and_protected_not_sent_again(spark, config, trading_symbol):
+    """The crash between the exchange accepting the entry and our record of it: the restarted
+    engine finds the order by its client id, records it, and the manager protects it."""
+    from common.exchange.gateway import OrderRequest
+
+    signal_id, symbol = "paper-signal-3", "PAPBUSDT"
+    day = T0 + 2 * 86_400_000  # a day of its own: the guards' test booked a loss on T0's
+    trading_symbol("trading_symbols", f'["{symbol}"]')
+    append(spark, "gold.signals_all", [{
+        "signal_id": signal_id, "strategy": "smc", "exchange": "binance", "symbol": symbol, "interval": "1h",
+        "direction": "short", "status": "confirmed", "trigger_bar_time_ms": day, "known_at_ms": day + H - 1,
+        "entry_price": 50.0, "sl_price": 51.0, "tp1_price": 48.0, "tp2_price": 46.0}])
+    bars = [{**minute(n, 49.5, 49.8, 49.4, day), "symbol": symbol} for n in (60, 61)]
+    append(spark, "silver.unified_klines", bars)
+    gateway = build_gateway(config, read_trading_config(spark))
+    gateway.set_clock(symbol, day + 62 * M - 1)
+    gateway.set_rules(symbol, D(50))
+    cid = client_order_id(signal_id, "entry", 0)
+    gateway.place_order(OrderRequest(cid, symbol, "sell", "limit", D(100), D(50)))  # ... and the run died here
+
+    result = execution_engine.run(spark, config)
+    assert result.placed == 0  # not sent again
+    recorded = spark.table("trading.orders").where(f"signal_id = '{signal_id}'").collect()
+    assert [(r.client_order_id, r.status, r.amount) for r in recorded] == [(cid, "open", D(100))]
+    assert spark.table("gold.signals_all").where(f"signal_id = '{signal_id}'").first().status == "executed"
+
+    append(spark, "silver.unified_klines", [{**minute(62, 49.9, 50.2, 49.8, day), "symbol": symbol}])  # sells at 50
+    position_manager.run(spark, config)
+    legs = {r.leg: (r.status, r.side, r.amount) for r in spark.table("trading.orders")
+            .where(f"signal_id = '{signal_id}'").collect()}
+    assert legs == {"entry": ("closed", "sell", D(100)), "sl": ("open", "buy", D(100)),
+                    "tp1": ("open", "buy", D(50)), "tp2": ("open", "buy", D(50))}
+    assert len(build_gateway(config, read_trading_config(spark)).open_orders(symbol)) == 3

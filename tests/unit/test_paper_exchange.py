@@ -36,7 +36,7 @@ def test_market_rules_follow_the_price():
 
 def test_entry_then_stop_and_target_in_one_bar_takes_the_stop(tmp_path):
     paper = exchange(tmp_path)
-    paper.set_clock(T0 + 30_000)  # mid-bar: the order is live from the next bar
+    paper.set_clock("BTCUSDT", T0 + 30_000)  # mid-bar: the order is live from the next bar
     paper.place_order(order("entry", "buy", "limit", 1, price=100))
     assert paper.advance([bar(0, 101, 101, 99)]) == 0
     assert paper.advance([bar(1, 101, 101.5, 99.5)]) == 1
