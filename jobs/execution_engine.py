@@ -69,12 +69,12 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
                          f"signals' symbols (none found): add 1m to [exchanges] intervals")
         return result
     equity = gateway.equity()
-    open_positions = {r.symbol: r for r in _read(spark, config, "trading.positions_open").collect()}
-    pending_entries = {o.symbol for o in read_orders(spark, config, "leg = 'entry' AND status IN ('new', 'unknown', "
-                                                                    "'open')") if o.filled == 0}
-    busy = Counter(open_positions) + Counter(pending_entries)
-    open_notional = sum((Decimal(p.remaining_quantity) * Decimal(p.entry_price) for p in open_positions.values()),
-                        Decimal(0))
+    open_positions = _read(spark, config, "trading.positions_open").collect()
+    pending_entries = [o for o in read_orders(spark, config, "leg = 'entry' AND status IN ('new', 'unknown', 'open')")
+                       if o.filled == 0]
+    busy = Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in pending_entries)
+    own_entry = {o.signal_id for o in pending_entries}  # sent (or meant to be) by an earlier run
+    open_notional = sum((Decimal(p.remaining_quantity) * Decimal(p.entry_price) for p in open_positions), Decimal(0))
     loss_today = _realised_today(spark, config, gateway.mode, max(clocks.values()))
     if loss_today <= -equity * Decimal(str(trading.daily_loss_limit_pct)) / 100:
         result.halted = (f"daily loss limit: {loss_today:.2f} realised today, limit "
@@ -85,6 +85,10 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
         now_ms = clocks.get(signal.symbol)
         if now_ms is None:
             result.skipped["no 1m klines of the symbol to trade it on paper"] += 1
+            continue
+        if signal.signal_id in own_entry:  # settle it first: an order may exist, whatever the signal's age
+            outcome = _enter(spark, config, gateway, trading, signal, equity, open_notional, now_ms)
+            moves.append((signal.signal_id, "confirmed", *_signal_move(outcome)))
             continue
         age_bars = (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
         if age_bars > trading.signal_max_age_bars:
@@ -99,10 +103,9 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
             result.skipped["a position or entry on the symbol already"] += 1
             continue
         outcome = _enter(spark, config, gateway, trading, signal, equity, open_notional, now_ms)
+        moves.append((signal.signal_id, "confirmed", *_signal_move(outcome)))
         if outcome.startswith("cancelled:"):
-            moves.append((signal.signal_id, "confirmed", "cancelled", outcome.removeprefix("cancelled: ")))
             continue
-        moves.append((signal.signal_id, "confirmed", "executed", outcome))
         busy[signal.symbol] += 1
         result.placed += outcome == "entry order sent"
     move_signals(spark, config, moves, ACTOR)
@@ -110,19 +113,31 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
     return result
 
 
+def _signal_move(outcome: str) -> tuple[str, str]:
+    """(the signal's new status, the reason) from what `_enter` did."""
+    if outcome.startswith("cancelled:"):
+        return "cancelled", outcome.removeprefix("cancelled: ")
+    return "executed", outcome
+
+
 def _enter(spark, config, gateway, trading, signal, equity: Decimal, open_notional: Decimal, now_ms: int) -> str:
     """Place the signal's entry once; returns what happened (prefixed 'cancelled:' when it cannot)."""
     cid = client_order_id(signal.signal_id, "entry", 0)
-    if read_orders(spark, config, f"client_order_id = '{cid}'"):
+    recorded = read_orders(spark, config, f"client_order_id = '{cid}'")
+    if recorded and recorded[0].status not in ("new", "unknown"):
         return "entry order recorded before"
+    # Our record is missing or unsettled: the exchange says whether it has the order.
     existing = gateway.find_order(signal.symbol, cid)
     direction = signal.direction
     side = "buy" if direction == "long" else "sell"
-    if existing is not None:  # sent by a run that died before recording it
-        row = intent_row(OrderRequest(cid, signal.symbol, side, "limit", existing.amount, existing.price),
-                         signal.signal_id, gateway.name, "entry", 0, gateway.mode, now_ms)
+    if existing is not None:  # sent by a run that died before recording the answer
+        row = recorded[0] if recorded else intent_row(
+            OrderRequest(cid, signal.symbol, side, "limit", existing.amount, existing.price), signal.signal_id,
+            gateway.name, "entry", 0, gateway.mode, now_ms)
         write_orders(spark, config, [with_snapshot(row, existing)])
         return "entry order found on the exchange and recorded"
+    if recorded:  # the intent was recorded but the order never reached the exchange: send it now
+        return _send_entry(spark, config, gateway, recorded[0])
     if hasattr(gateway, "set_rules"):  # paper: the market's steps from its price
         gateway.set_rules(signal.symbol, Decimal(str(signal.entry_price)))
     rules = gateway.market_rules(signal.symbol)
@@ -133,19 +148,21 @@ def _enter(spark, config, gateway, trading, signal, equity: Decimal, open_notion
                          open_notional)
     if size.refusal:
         return f"cancelled: {size.refusal}"
-    request = OrderRequest(cid, signal.symbol, side, "limit", size.amount, entry)
-    row = intent_row(request, signal.signal_id, gateway.name, "entry", 0, gateway.mode, now_ms)
+    row = intent_row(OrderRequest(cid, signal.symbol, side, "limit", size.amount, entry), signal.signal_id,
+                     gateway.name, "entry", 0, gateway.mode, now_ms)
     write_orders(spark, config, [row])  # the intent first: a crash from here on is found by its id
-    try:
-        write_orders(spark, config, [with_snapshot(row, gateway.place_order(request))])
-    except OrderOutcomeUnknown as error:
-        from dataclasses import replace
+    return _send_entry(spark, config, gateway, row)
 
+
+def _send_entry(spark, config, gateway, row) -> str:
+    from dataclasses import replace
+
+    try:
+        write_orders(spark, config, [with_snapshot(row, gateway.place_order(row.request()))])
+    except OrderOutcomeUnknown as error:
         write_orders(spark, config, [replace(row, status="unknown", error=str(error))])
         return "entry order sent, answer lost: unknown until a lookup settles it"
     except OrderRejected as error:
-        from dataclasses import replace
-
         write_orders(spark, config, [replace(row, status="rejected", error=str(error))])
         return f"cancelled: entry rejected by the exchange: {error}"
     return "entry order sent"

@@ -12,12 +12,17 @@ Matching, one 1m bar at a time, for the orders live before the bar opened:
   and is cancelled when nothing is left to reduce.
 The wallet gains realised P&L and pays fees; equity is the wallet (open positions are not
 marked to market).
+
+Like any exchange simulator it can fail on purpose: with CRYPTOBOT_PAPER_FAULT=kill_after_accept
+the process is killed (SIGKILL) right after an order is accepted and stored, before the caller
+hears of it: the crash the execution engine must survive without placing the order twice.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
@@ -28,6 +33,7 @@ from common.exchange.gateway import CANCELED, CLOSED, OPEN, OrderRejected, Order
 from common.trade.sizing import ZERO, MarketRules, fee, slipped
 
 MINUTE_MS = 60_000
+FAULT_ENV = "CRYPTOBOT_PAPER_FAULT"
 
 
 def paper_market_rules(reference_price: Decimal) -> MarketRules:
@@ -98,6 +104,8 @@ class PaperExchange:
         # Live from the first whole bar after it was placed: the bar in progress is already past.
         self.live_from_ms[order.client_order_id] = -(-self.now_ms(request.symbol) // MINUTE_MS) * MINUTE_MS
         self._save()
+        if os.environ.get(FAULT_ENV) == "kill_after_accept":
+            os.kill(os.getpid(), signal.SIGKILL)
         return order
 
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderSnapshot:
