@@ -525,6 +525,16 @@ def table_location(config: AppConfig, spec: TableSpec) -> str:
     return config.lake.table_path(spec.database, spec.name)
 
 
+def location_of(config: AppConfig, qualified_name: str) -> str:
+    """Where a table of the catalog lives, by its name ("gold.signals_all")."""
+    return table_location(config, table_spec(config, qualified_name))
+
+
+def read_table(spark, config: AppConfig, qualified_name: str):
+    """A table of the catalog as a DataFrame, by its path (no metastore needed)."""
+    return spark.read.format("delta").load(location_of(config, qualified_name))
+
+
 def create_database_sql(config: AppConfig, database: str) -> str:
     location = f"{config.lake.root.rstrip('/')}/{database}"
     return f"CREATE DATABASE IF NOT EXISTS {database} LOCATION '{location}'"

@@ -25,12 +25,13 @@ from decimal import Decimal
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common.catalog import read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import read_trading_config
 from jobs.trading_store import (
-    _read, build_gateway, intent_row, latest_minute_closes, move_signals, read_orders, with_snapshot, write_orders,
+    build_gateway, intent_row, latest_minute_closes, move_signals, read_orders, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
     if not trading.trading_enabled:
         result.halted = "trading_enabled = false (kill switch)"
         return result
-    signals = (_read(spark, config, "gold.signals_all")
+    signals = (read_table(spark, config, "gold.signals_all")
                .where((F.col("status") == "confirmed") & (F.col("exchange") == trading.trading_exchange)
                       & F.col("symbol").isin(list(trading.trading_symbols))
                       & F.col("interval").isin(list(trading.trading_intervals))
@@ -69,7 +70,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
                          f"signals' symbols (none found): add 1m to [exchanges] intervals")
         return result
     equity = gateway.equity()
-    open_positions = _read(spark, config, "trading.positions_open").collect()
+    open_positions = read_table(spark, config, "trading.positions_open").collect()
     pending_entries = [o for o in read_orders(spark, config, "leg = 'entry' AND status IN ('new', 'unknown', 'open')")
                        if o.filled == 0]
     busy = Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in pending_entries)
@@ -180,7 +181,7 @@ def _clocks(spark, config, gateway, symbols: list[str]) -> dict[str, int]:
 
 def _realised_today(spark, config, mode: str, now_ms: int) -> Decimal:
     day = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).date()
-    row = (_read(spark, config, "trading.positions_closed")
+    row = (read_table(spark, config, "trading.positions_closed")
            .where((F.col("close_date") == F.lit(day)) & (F.col("mode") == mode))
            .agg(F.sum("net_pnl")).first())
     return Decimal(0) if row[0] is None else Decimal(row[0])

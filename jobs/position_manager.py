@@ -27,6 +27,7 @@ from decimal import Decimal
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected
 from common.exchange.paper import Bar
@@ -35,7 +36,7 @@ from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, r
 from common.trade.sizing import round_price, round_stop
 from common.trading_config import read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, OrderRow, _location, _read, _ts, audit, build_gateway, costs_of, intent_row,
+    ACTIVE_ORDER_STATUSES, OrderRow, _ts, audit, build_gateway, costs_of, intent_row,
     read_orders, with_snapshot, write_orders,
 )
 
@@ -56,7 +57,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
     gateway = gateway or build_gateway(config, trading)
     result = ManagerResult()
     active = read_orders(spark, config, "status IN ('new', 'unknown', 'open')")
-    open_positions = _read(spark, config, "trading.positions_open").collect()
+    open_positions = read_table(spark, config, "trading.positions_open").collect()
     signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in open_positions})
     if not signal_ids:
         return result
@@ -65,7 +66,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
     clocks = (_advance_paper(spark, config, gateway, orders) if gateway.mode == "paper"
               else dict.fromkeys(symbols, _wall_ms()))
     orders = _refresh(spark, config, gateway, orders, result)
-    signals = {r.signal_id: r for r in _read(spark, config, "gold.signals_all")
+    signals = {r.signal_id: r for r in read_table(spark, config, "gold.signals_all")
                .where(F.col("signal_id").isin(signal_ids)).collect()}
     for signal_id in signal_ids:
         rows = [o for o in orders if o.signal_id == signal_id]
@@ -81,7 +82,7 @@ def _advance_paper(spark, config, gateway, orders: list[OrderRow]) -> dict[str, 
     symbols = sorted({o.symbol for o in orders})
     starts = [gateway.processed_to_ms.get(s, min(o.updated_ms for o in orders if o.symbol == s) - 60_000)
               for s in symbols]
-    klines = (_read(spark, config, "silver.unified_klines")
+    klines = (read_table(spark, config, "silver.unified_klines")
               .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols)
                      & (F.col("open_time_ms") > min(starts)))
               .select("symbol", "open_time_ms", "open", "high", "low", "close").orderBy("open_time_ms").collect())
@@ -178,7 +179,7 @@ def _entry_void(spark, config, gateway, signal, trade, entry: OrderRow, trading,
     waited = (now_ms - signal.known_at_ms) // interval_ms
     if waited >= trading.entry_timeout_bars:
         return f"entry not filled after {waited} bars (entry_timeout_bars {trading.entry_timeout_bars})"
-    extremes = (_read(spark, config, "silver.unified_klines")
+    extremes = (read_table(spark, config, "silver.unified_klines")
                 .where((F.col("exchange") == gateway.name) & (F.col("symbol") == signal.symbol)
                        & (F.col("interval") == "1m") & (F.col("open_time_ms") > signal.known_at_ms)
                        & (F.col("close_time_ms") <= now_ms))
@@ -209,9 +210,9 @@ def _store_open_position(spark, config, gateway, signal, trade) -> None:
            "tp1_hit": trade.state == TradeState.TP1_DONE, "sl_at_breakeven": trade.sl_price != trade.initial_sl,
            "realized_pnl": realised, "fees": fees, "mode": gateway.mode, "opened_at": _ts(trade.opened_ms),
            "updated_at": now}
-    schema = _read(spark, config, "trading.positions_open").schema
+    schema = read_table(spark, config, "trading.positions_open").schema
     frame = spark.createDataFrame([tuple(row[f.name] for f in schema)], schema)
-    (DeltaTable.forPath(spark, _location(config, "trading.positions_open")).alias("t")
+    (DeltaTable.forPath(spark, location_of(config, "trading.positions_open")).alias("t")
      .merge(frame.alias("s"), "t.position_id = s.position_id")
      .whenMatchedUpdate(set={c: f"s.{c}" for c in row if c not in ("position_id", "opened_at")})
      .whenNotMatchedInsertAll().execute())
@@ -230,11 +231,11 @@ def _close_position(spark, config, gateway, signal, trade, result: ManagerResult
            "net_pnl": figures.net_pnl, "r_multiple": figures.r_multiple, "exit_reason": figures.exit_reason,
            "mode": gateway.mode, "opened_at": _ts(trade.opened_ms), "closed_at": closed_at,
            "hold_minutes": (trade.closed_ms - trade.opened_ms) / 60_000, "close_date": closed_at.date()}
-    schema = _read(spark, config, "trading.positions_closed").schema
+    schema = read_table(spark, config, "trading.positions_closed").schema
     frame = spark.createDataFrame([tuple(row[f.name] for f in schema)], schema)
-    (DeltaTable.forPath(spark, _location(config, "trading.positions_closed")).alias("t")
+    (DeltaTable.forPath(spark, location_of(config, "trading.positions_closed")).alias("t")
      .merge(frame.alias("s"), "t.position_id = s.position_id").whenNotMatchedInsertAll().execute())
-    DeltaTable.forPath(spark, _location(config, "trading.positions_open")).delete(
+    DeltaTable.forPath(spark, location_of(config, "trading.positions_open")).delete(
         F.col("position_id") == signal.signal_id)
     audit(spark, config, [{"entity_type": "position", "entity_id": signal.signal_id, "from_status": "open",
                            "to_status": "closed", "reason": figures.exit_reason,
@@ -246,7 +247,7 @@ def _close_position(spark, config, gateway, signal, trade, result: ManagerResult
 def _store_daily_pnl(spark, config, gateway, day) -> None:
     from delta.tables import DeltaTable
 
-    day_rows = (_read(spark, config, "trading.positions_closed")
+    day_rows = (read_table(spark, config, "trading.positions_closed")
                 .where((F.col("close_date") == F.lit(day)) & (F.col("exchange") == gateway.name)
                        & (F.col("mode") == gateway.mode)).collect())
     net = sum((Decimal(r.net_pnl) for r in day_rows), Decimal(0))
@@ -257,9 +258,9 @@ def _store_daily_pnl(spark, config, gateway, day) -> None:
            "fees": sum((Decimal(r.fees) for r in day_rows), Decimal(0)), "net_pnl": net,
            "equity_start": equity_end - net, "equity_end": equity_end,
            "updated_at": datetime.now(timezone.utc).replace(tzinfo=None)}
-    schema = _read(spark, config, "trading.daily_pnl").schema
+    schema = read_table(spark, config, "trading.daily_pnl").schema
     frame = spark.createDataFrame([tuple(row[f.name] for f in schema)], schema)
-    (DeltaTable.forPath(spark, _location(config, "trading.daily_pnl")).alias("t")
+    (DeltaTable.forPath(spark, location_of(config, "trading.daily_pnl")).alias("t")
      .merge(frame.alias("s"), "t.pnl_date = s.pnl_date AND t.exchange = s.exchange AND t.mode = s.mode")
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 

@@ -24,7 +24,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.catalog import table_location, table_spec
+from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.scoring import (
     COMPONENTS, DEFAULT_CALIBRATION, Calibration, bos_points, calibrate, calibration_from_rows, confluence_points,
@@ -55,7 +55,7 @@ class ScoringResult:
 def run(spark: SparkSession, config: AppConfig) -> ScoringResult:
     trading = read_trading_config(spark)
     calibration = latest_calibration(spark, config)
-    open_signals = _read(spark, config, "gold.signals_all").where(F.col("status").isin(*OPEN_FOR_SCORING))
+    open_signals = read_table(spark, config, "gold.signals_all").where(F.col("status").isin(*OPEN_FOR_SCORING))
     signals = open_signals.toPandas()
     if signals.empty:
         return ScoringResult(calibration_version=calibration.version)
@@ -139,7 +139,7 @@ def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: Da
     keys = open_signals.select("signal_id", "exchange", "symbol", "interval", "trigger_bar_time_ms")
     first = keys.agg(F.min("trigger_bar_time_ms")).first()[0]
     symbols = [r.symbol for r in keys.select("symbol").distinct().collect()]
-    klines = (_read(spark, config, "silver.unified_klines")
+    klines = (read_table(spark, config, "silver.unified_klines")
               .where(F.col("symbol").isin(symbols) & (F.col("open_time_ms") > F.lit(first)))
               .select("exchange", "symbol", "interval", "open_time_ms", "close_time_ms", "high", "low"))
     return (F.broadcast(keys).join(klines, ["exchange", "symbol", "interval"])
@@ -153,14 +153,14 @@ def _latest_zone_versions(spark: SparkSession, config: AppConfig, open_signals: 
 
     zone_ids = open_signals.select("zone_id").distinct()
     latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc())
-    return (_read(spark, config, "gold.liquidity_zones").join(F.broadcast(zone_ids), "zone_id")
+    return (read_table(spark, config, "gold.liquidity_zones").join(F.broadcast(zone_ids), "zone_id")
             .withColumn("n", F.row_number().over(latest)).where("n = 1")
             .select("zone_id", "status", "quality", "touches", "rejections", "breaks", "known_at_ms"))
 
 
 def _sentiment(spark: SparkSession, config: AppConfig, signals: pd.DataFrame) -> DataFrame:
     earliest = int(signals.known_at_ms.min()) - 7 * 86_400_000  # the latest reading before any signal
-    return (_read(spark, config, "gold.sentiment_scores")
+    return (read_table(spark, config, "gold.sentiment_scores")
             .where(F.col("symbol").isin(sorted(signals.symbol.unique())) & (F.col("known_at_ms") >= earliest))
             .select("exchange", "symbol", "known_at_ms", "sentiment_score", "confidence"))
 
@@ -181,7 +181,7 @@ def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: 
             F.col("status_reason").alias("reason"), F.to_json(F.struct("score")).alias("details"),
             F.lit("statistical_scorer").alias("actor"), now.alias("event_time"), F.current_date().alias("event_date")))
     updates = spark.createDataFrame(scored, _updates_schema())
-    target = DeltaTable.forPath(spark, _location(config, "gold.signals_all"))
+    target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
     values = {c: f"s.{c}" for c in _UPDATE_COLUMNS}
     (target.alias("t").merge(updates.alias("s"), "t.signal_id = s.signal_id AND t.status = s.previous_status")
      .whenMatchedUpdate(set={**values, "scored_at": "current_timestamp()", "updated_at": "current_timestamp()"})
@@ -198,7 +198,7 @@ def _updates_schema() -> str:
 # -- calibration ------------------------------------------------------------------------------
 
 def latest_calibration(spark: SparkSession, config: AppConfig) -> Calibration:
-    rows = _read(spark, config, "gold.scorer_calibration")
+    rows = read_table(spark, config, "gold.scorer_calibration")
     newest = rows.orderBy(F.col("created_at").desc()).select("calibration_version").limit(1).collect()
     if not newest:
         return DEFAULT_CALIBRATION
@@ -209,11 +209,11 @@ def measured_trades(spark: SparkSession, config: AppConfig) -> pd.DataFrame:
     """Closed trades with the components of the score they were taken with: backtest trades and
     closed positions (joined to their signals)."""
     components = [f"score_{c}" for c in COMPONENTS]
-    backtest = _read(spark, config, "gold.backtest_trades").select(
+    backtest = read_table(spark, config, "gold.backtest_trades").select(
         "entry_time_ms", "score", F.col("r_multiple").cast("double").alias("r_multiple"), *components,
         F.lit("backtest").alias("source"))
-    signals = _read(spark, config, "gold.signals_all").select("signal_id", "score", *components)
-    closed = (_read(spark, config, "trading.positions_closed").join(signals, "signal_id")
+    signals = read_table(spark, config, "gold.signals_all").select("signal_id", "score", *components)
+    closed = (read_table(spark, config, "trading.positions_closed").join(signals, "signal_id")
               .select((F.unix_timestamp("opened_at") * 1000).cast("bigint").alias("entry_time_ms"), "score",
                       F.col("r_multiple").cast("double").alias("r_multiple"), *components,
                       F.lit("positions").alias("source")))
@@ -229,12 +229,12 @@ def run_calibration(spark: SparkSession, config: AppConfig) -> str:
     if calibration is None:
         return (f"not calibrated: {len(trades)} measured trades, at least 30 needed; "
                 f"the documented default weights stay in use")
-    table = _read(spark, config, "gold.scorer_calibration")
+    table = read_table(spark, config, "gold.scorer_calibration")
     if table.where(F.col("calibration_version") == calibration.version).limit(1).count():
         return f"calibration {calibration.version} is already stored (same trades)"
     rows["created_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     spark.createDataFrame(rows[[f.name for f in table.schema]], table.schema).write.format("delta").mode("append").save(
-        _location(config, "gold.scorer_calibration"))
+        location_of(config, "gold.scorer_calibration"))
     weights = ", ".join(f"{c} {w:.2f}" for c, w in calibration.weights.items())
     return f"calibration {calibration.version} from {len(trades)} trades ({sources}): weights {weights}"
 
@@ -246,12 +246,6 @@ def report(spark: SparkSession, config: AppConfig) -> str:
     return "realised outcome per score bucket:\n" + score_report(trades).to_string(index=False)
 
 
-def _read(spark: SparkSession, config: AppConfig, qualified: str) -> DataFrame:
-    return spark.read.format("delta").load(_location(config, qualified))
-
-
-def _location(config: AppConfig, qualified: str) -> str:
-    return table_location(config, table_spec(config, qualified))
 
 
 def main() -> None:

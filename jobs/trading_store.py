@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.catalog import table_location, table_spec
+from common.catalog import location_of, read_table
 from common.config import AppConfig, ConfigError
 from common.exchange.gateway import OrderRequest, OrderSnapshot
 from common.exchange.paper import PaperExchange
@@ -106,7 +106,7 @@ def with_snapshot(row: OrderRow, snapshot: OrderSnapshot) -> OrderRow:
 
 
 def read_orders(spark: SparkSession, config: AppConfig, where: str) -> list[OrderRow]:
-    rows = _read(spark, config, "trading.orders").where(where).collect()
+    rows = read_table(spark, config, "trading.orders").where(where).collect()
     return [OrderRow(r.client_order_id, r.signal_id, r.exchange, r.symbol, r.leg, r.version, r.side, r.order_type,
                      r.reduce_only, _dec(r.price), _dec(r.stop_price), _dec(r.amount), _dec(r.filled) or Decimal(0),
                      _dec(r.average_price), _dec(r.fee) or Decimal(0), r.status, r.exchange_order_id, r.mode, r.error,
@@ -120,7 +120,7 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
     from delta.tables import DeltaTable
 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    schema = _read(spark, config, "trading.orders").schema
+    schema = read_table(spark, config, "trading.orders").schema
     values = [{"order_id": r.client_order_id, "client_order_id": r.client_order_id, "signal_id": r.signal_id,
                "position_id": r.signal_id, "exchange": r.exchange, "symbol": r.symbol, "ccxt_symbol": None,
                "leg": r.leg, "version": r.version, "side": r.side, "order_type": r.order_type,
@@ -129,7 +129,7 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
                "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode, "error": r.error,
                "created_at": now, "updated_at": _ts(r.updated_ms)} for r in rows]
     frame = spark.createDataFrame([tuple(v[f.name] for f in schema) for v in values], schema)
-    target = DeltaTable.forPath(spark, _location(config, "trading.orders"))
+    target = DeltaTable.forPath(spark, location_of(config, "trading.orders"))
     update = {c: f"s.{c}" for c in frame.columns if c not in ("created_at", "order_id", "client_order_id")}
     (target.alias("t").merge(frame.alias("s"), "t.client_order_id = s.client_order_id")
      .whenMatchedUpdate(set=update).whenNotMatchedInsertAll().execute())
@@ -148,7 +148,7 @@ def audit(spark: SparkSession, config: AppConfig, events: list[dict]) -> None:
              e["entity_type"], e["entity_id"], e.get("from_status"), e.get("to_status"), e["reason"],
              json.dumps(e.get("details")) if e.get("details") is not None else None, e["actor"], now, now.date())
             for e in events]
-    frame = spark.createDataFrame(rows, _read(spark, config, "trading.audit_log").schema)
+    frame = spark.createDataFrame(rows, read_table(spark, config, "trading.audit_log").schema)
     append_audit(spark, config, frame)
 
 
@@ -166,7 +166,7 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
     audit(spark, config, [{"entity_type": "signal", "entity_id": s, "from_status": a, "to_status": b, "reason": r,
                            "actor": actor} for s, a, b, r in moves])
     frame = spark.createDataFrame(moves, "signal_id string, from_status string, to_status string, reason string")
-    (DeltaTable.forPath(spark, _location(config, "gold.signals_all")).alias("t")
+    (DeltaTable.forPath(spark, location_of(config, "gold.signals_all")).alias("t")
      .merge(frame.alias("s"), "t.signal_id = s.signal_id AND t.status = s.from_status")
      .whenMatchedUpdate(set={"status": "s.to_status", "status_reason": "s.reason",
                              "updated_at": "current_timestamp()"}).execute())
@@ -174,18 +174,12 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
 
 def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, symbols: list[str]) -> dict[str, int]:
     """The data's clock of each market on paper: the close of its newest 1m kline."""
-    rows = (_read(spark, config, "silver.unified_klines")
+    rows = (read_table(spark, config, "silver.unified_klines")
             .where((F.col("exchange") == exchange) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols))
             .groupBy("symbol").agg(F.max("close_time_ms").alias("latest")).collect())
     return {r.symbol: int(r.latest) for r in rows}
 
 
-def _read(spark: SparkSession, config: AppConfig, qualified: str):
-    return spark.read.format("delta").load(_location(config, qualified))
-
-
-def _location(config: AppConfig, qualified: str) -> str:
-    return table_location(config, table_spec(config, qualified))
 
 
 def _dec(value) -> Decimal | None:

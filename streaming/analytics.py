@@ -26,7 +26,7 @@ from common.analytics.sentiment import SENTIMENT_COLUMNS, SentimentParams, senti
 from common.analytics.series import SeriesState, analyze_series
 from common.analytics.structure import EVENT_COLUMNS
 from common.analytics.zones import ZONE_COLUMNS
-from common.catalog import table_location, table_spec
+from common.catalog import location_of
 from common.config import INTERVAL_MS, AppConfig
 from streaming.silver import append_once
 from streaming.triggers import with_trigger
@@ -98,9 +98,9 @@ def series_bars(spark: SparkSession, config: AppConfig, touched: list[tuple], st
     low = min(b[3] for b in bounds)
     prune = F.col("interval").isin(intervals) & (F.col("open_time_ms") >= F.lit(low))
     bar_columns = ["symbol", "interval", "open_time_ms", "close_time_ms", "open", "high", "low", "close", "volume"]
-    unified = (spark.read.format("delta").load(_location(config, "silver.unified_klines")).where(prune)
+    unified = (spark.read.format("delta").load(location_of(config, "silver.unified_klines")).where(prune)
                .select("exchange", *bar_columns))
-    consolidated = (spark.read.format("delta").load(_location(config, "silver.consolidated_klines")).where(prune)
+    consolidated = (spark.read.format("delta").load(location_of(config, "silver.consolidated_klines")).where(prune)
                     .select(F.lit(CONSOLIDATED).alias("exchange"), *bar_columns))
     return (unified.unionByName(consolidated).join(F.broadcast(wanted), SERIES_KEY)
             .where(F.col("open_time_ms") >= F.col("from_ms")).drop("from_ms"))
@@ -115,7 +115,7 @@ def process_klines_batch(spark: SparkSession, config: AppConfig, changes: DataFr
     touched = [t for t in touched if t[2] in config.exchanges.intervals]
     if not touched:
         return 0
-    state_location = _location(config, "gold.analytics_state")
+    state_location = location_of(config, "gold.analytics_state")
     states = {(r.exchange, r.symbol, r.interval): (r.last_bar_ms, r.state_json)
               for r in spark.read.format("delta").load(state_location)
               .where(F.col("symbol").isin(sorted({t[1] for t in touched}))).collect()}
@@ -126,12 +126,12 @@ def process_klines_batch(spark: SparkSession, config: AppConfig, changes: DataFr
     try:
         events = output.where("row_kind = 'event'")
         append_once(events.select(_event_id().alias("event_id"), *SERIES_KEY, *EVENT_COLUMNS, "created_at"),
-                    _location(config, "gold.bos_warnings"), f"{app_id}-events", batch_id)
+                    location_of(config, "gold.bos_warnings"), f"{app_id}-events", batch_id)
         zones = output.where("row_kind = 'zone'")
         zone_columns = [c for c in ZONE_COLUMNS if c != "zone_id"]
         append_once(zones.select(_zone_id().alias("zone_id"), *SERIES_KEY, *zone_columns, "created_at",
                                  F.col("created_at").alias("updated_at")),
-                    _location(config, "gold.liquidity_zones"), f"{app_id}-zones", batch_id)
+                    location_of(config, "gold.liquidity_zones"), f"{app_id}-zones", batch_id)
         _store_states(spark, state_location, output.where("row_kind = 'state'"))
     finally:
         output.unpersist()
@@ -196,7 +196,7 @@ def process_market_batch(spark: SparkSession, config: AppConfig, changes: DataFr
     interval = config.producer.market_period
     params = SentimentParams(period_ms=INTERVAL_MS[interval], funding_window=config.analytics.funding_window,
                              change_window=config.analytics.change_window)
-    scores_location = _location(config, "gold.sentiment_scores")
+    scores_location = location_of(config, "gold.sentiment_scores")
     symbols = sorted({t[1] for t in touched})
     last = {(r.exchange, r.symbol): r.last_ts for r in spark.read.format("delta").load(scores_location)
             .where(F.col("symbol").isin(symbols) & (F.col("interval") == interval))
@@ -205,10 +205,10 @@ def process_market_batch(spark: SparkSession, config: AppConfig, changes: DataFr
         [(ex, sym, last.get((ex, sym)), (last[(ex, sym)] - params.lookback_ms) if (ex, sym) in last else -1)
          for ex, sym in touched], "exchange string, symbol string, after_ms bigint, from_ms bigint")
     low = min(r[3] for r in wanted.collect())
-    market = (spark.read.format("delta").load(_location(config, "silver.unified_market"))
+    market = (spark.read.format("delta").load(location_of(config, "silver.unified_market"))
               .where(F.col("symbol").isin(symbols) & (F.col("ts_ms") >= low))
               .select("exchange", "symbol", F.lit("market").alias("row_kind"), "ts_ms", "metric", "value"))
-    closes = (spark.read.format("delta").load(_location(config, "silver.unified_klines"))
+    closes = (spark.read.format("delta").load(location_of(config, "silver.unified_klines"))
               .where(F.col("symbol").isin(symbols) & (F.col("interval") == sentiment_interval(config))
                      & (F.col("open_time_ms") >= low))
               .select("exchange", "symbol", F.lit("close").alias("row_kind"), F.col("close_time_ms").alias("ts_ms"),
@@ -222,9 +222,6 @@ def process_market_batch(spark: SparkSession, config: AppConfig, changes: DataFr
 
 
 # -- the streaming queries -------------------------------------------------------------------------
-
-def _location(config: AppConfig, qualified: str) -> str:
-    return table_location(config, table_spec(config, qualified))
 
 
 def start_analytics_query(spark: SparkSession, config: AppConfig, kind: str, available_now: bool):
@@ -241,7 +238,7 @@ def start_analytics_query(spark: SparkSession, config: AppConfig, kind: str, ava
             log.info("event=analytics_batch kind=%s batch=%d series=%d seconds=%.1f", kind, batch_id, series,
                      time.monotonic() - started)
 
-    writer = (spark.readStream.format("delta").option("readChangeFeed", "true").load(_location(config, source))
+    writer = (spark.readStream.format("delta").option("readChangeFeed", "true").load(location_of(config, source))
               .writeStream.queryName(f"analytics_{kind}")
               .option("checkpointLocation", checkpoint)
               .foreachBatch(analyse))

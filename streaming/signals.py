@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from common.analytics.structure import EVENT_COLUMNS
 from common.analytics.zones import ZONE_COLUMNS
-from common.catalog import table_location, table_spec
+from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.signal_status import SignalStatus
 from common.strategies import scan_series
@@ -109,9 +109,9 @@ def scan_zone_changes(spark: SparkSession, config: AppConfig, zone_changes: Data
     low = min(start - lookback * max(INTERVAL_MS[i] for i in config.exchanges.intervals)
               for start in earliest.values())
     prune = F.col("symbol").isin(symbols) & (F.col("known_at_ms") >= F.lit(low))
-    events = (_read(spark, config, "gold.bos_warnings").where(prune)
+    events = (read_table(spark, config, "gold.bos_warnings").where(prune)
               .select(F.lit("event").alias("row_kind"), "exchange", "symbol", "interval", "event_id", *EVENT_COLUMNS))
-    zones = (_read(spark, config, "gold.liquidity_zones").where(prune)
+    zones = (read_table(spark, config, "gold.liquidity_zones").where(prune)
              .select(F.lit("zone").alias("row_kind"), "exchange", "symbol", "interval", *ZONE_COLUMNS))
     rows = (events.unionByName(zones, allowMissingColumns=True)
             .join(F.broadcast(wanted), ["exchange", "symbol", "interval"])
@@ -133,7 +133,7 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
         rows = signals.select("*", F.lit(SignalStatus.PENDING.value).alias("status"),
                               F.lit("found by the scanner").alias("status_reason"),
                               now.alias("created_at"), now.alias("updated_at"))
-        location = _location(config, "gold.signals_all")
+        location = location_of(config, "gold.signals_all")
         target = DeltaTable.forPath(spark, location)
         columns = {c: f"s.{c}" for c in rows.columns}
         (target.alias("t").merge(rows.alias("s"), "t.signal_id = s.signal_id")
@@ -156,17 +156,11 @@ def append_audit(spark: SparkSession, config: AppConfig, audit: DataFrame) -> No
     """Insert the audit rows whose event_id is not there yet (a re-run writes nothing twice)."""
     from delta.tables import DeltaTable
 
-    target = DeltaTable.forPath(spark, _location(config, "trading.audit_log"))
+    target = DeltaTable.forPath(spark, location_of(config, "trading.audit_log"))
     (target.alias("t").merge(audit.alias("s"), "t.event_id = s.event_id")
      .whenNotMatchedInsertAll().execute())
 
 
-def _read(spark: SparkSession, config: AppConfig, qualified: str) -> DataFrame:
-    return spark.read.format("delta").load(_location(config, qualified))
-
-
-def _location(config: AppConfig, qualified: str) -> str:
-    return table_location(config, table_spec(config, qualified))
 
 
 def score_and_execute(spark: SparkSession, config: AppConfig) -> None:
@@ -197,7 +191,7 @@ def start_signals_query(spark: SparkSession, config: AppConfig, available_now: b
             score_and_execute(spark, config)
         log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count, time.monotonic() - started)
 
-    writer = (spark.readStream.format("delta").load(_location(config, "gold.liquidity_zones"))
+    writer = (spark.readStream.format("delta").load(location_of(config, "gold.liquidity_zones"))
               .writeStream.queryName("signals")
               .option("checkpointLocation", checkpoint)
               .foreachBatch(scan))
