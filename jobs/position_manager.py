@@ -70,8 +70,13 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
                .where(F.col("signal_id").isin(signal_ids)).collect()}
     for signal_id in signal_ids:
         rows = [o for o in orders if o.signal_id == signal_id]
-        if rows and signal_id in signals:
+        if not rows or signal_id not in signals:
+            continue
+        try:  # one market's trouble must not leave every other position unprotected
             _manage(spark, config, gateway, trading, signals[signal_id], rows, clocks[rows[0].symbol], result)
+        except Exception:
+            log.exception("event=position_manage_failed signal_id=%s symbol=%s", signal_id, rows[0].symbol)
+            result.actions["positions that failed (see the log)"] += 1
     log.info("event=positions_managed signals=%d actions=%s", len(signal_ids), dict(result.actions))
     return result
 

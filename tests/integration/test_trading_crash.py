@@ -58,6 +58,8 @@ def test_engine_killed_after_the_exchange_accepted_the_entry(spark, app_env, ini
                 .where(f"signal_id = '{SIGNAL}'").collect()}
         assert legs == {"entry": ("closed", D(200)), "sl": ("open", D(200)), "tp1": ("open", D(100)),
                         "tp2": ("open", D(100))}
-    finally:
+    finally:  # the lake is shared: leave no position behind for the other tests' managers
+        for table in ("trading.orders", "trading.positions_open"):
+            spark.sql(f"DELETE FROM {table} WHERE signal_id = '{SIGNAL}'")
         spark.sql("""UPDATE gold.trading_config SET param_value = '["BTCUSDT", "ETHUSDT"]'
                      WHERE param_name = 'trading_symbols'""")

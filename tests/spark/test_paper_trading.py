@@ -64,8 +64,20 @@ def test_a_confirmed_signal_traded_from_entry_to_tp2(spark, config, trading_symb
     assert execution_engine.run(spark, config).placed == 0  # again: nothing twice
     assert len(orders(spark)) == 1
 
+    # an entry in a market this exchange cannot serve: its failure must not stop the others
+    append(spark, "gold.signals_all", [{
+        "signal_id": "paper-ghost", "strategy": "smc", "exchange": "binance", "symbol": "GHOSTUSDT", "interval": "1h",
+        "direction": "long", "status": "executed", "trigger_bar_time_ms": T0, "known_at_ms": T0 + H - 1,
+        "entry_price": 10.0, "sl_price": 9.0, "tp1_price": 11.0, "tp2_price": 12.0}])
+    append(spark, "trading.orders", [{
+        "order_id": "cb-ghost-entry-0", "client_order_id": "cb-ghost-entry-0", "signal_id": "paper-ghost", "exchange": "binance",
+        "symbol": "GHOSTUSDT", "leg": "entry", "version": 0, "side": "buy", "order_type": "limit",
+        "reduce_only": False, "price": D(10), "amount": D(5), "filled": D(0), "fee": D(0),
+        "status": "open", "mode": "paper", "updated_ms": T0 + 61 * M}])
+
     append(spark, "silver.unified_klines", [minute(62, 100.5, 100.7, 99.8)])  # fills the entry at 100
-    position_manager.run(spark, config)
+    managed = position_manager.run(spark, config)
+    assert managed.actions["positions that failed (see the log)"] == 1  # the ghost, and only it
     placed = orders(spark)
     assert placed[("entry", 0)].status == "closed"
     exits = {k: (o.order_type, o.amount, o.price, o.stop_price, o.status) for k, o in placed.items() if k[0] != "entry"}
