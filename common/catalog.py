@@ -207,11 +207,14 @@ SHARED_TABLES = [
         age_bars INT,
         atr DOUBLE,
         known_at_ms BIGINT NOT NULL,
+        version INT,
+        touched_now BOOLEAN,
+        swept_now BOOLEAN,
         created_at TIMESTAMP NOT NULL,
         updated_at TIMESTAMP NOT NULL
     """, ("interval",), APPEND_ONLY,
-        "Versions of demand/supply zones and liquidity pools: a row per change, the latest known by a time "
-        "is the zone as known then"),
+        "Versions of demand/supply zones and liquidity pools: a row per change (version 1, 2, ...), the "
+        "highest version known by a time is the zone as known then"),
     TableSpec("gold", "sentiment_scores", """
         exchange STRING NOT NULL,
         symbol STRING NOT NULL,

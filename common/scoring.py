@@ -17,10 +17,12 @@ Each component is 0-100 and stored beside the score:
 
 score = sum over components of weight x points(component value). Without a calibration the
 points are the component itself and the weights are DEFAULT_WEIGHTS. A calibration measures,
-per component and bucket of 20 points, the realised win rate and average R of past trades;
-its points are the win rate in percent (shrunk towards the overall rate when a bucket holds
-few trades) and its weights follow each component's rank correlation with R. A calibrated
-score therefore reads as an estimated win rate in percent.
+per component and bucket of 20 points, the realised win rate and average R of past trades
+(each bucket's rate shrunk towards the overall rate when it holds few trades) and its weights
+follow each component's rank correlation with R. Its points keep the thresholds' scale: 50 is
+a bucket that wins as often as the measured trades overall, 100 one that always wins, 0 one
+that never does (linear in between), so `score_threshold_watchlist` = 50 reads "at least
+average" and `score_threshold_execute` = 70 "well above average", calibrated or not.
 """
 from __future__ import annotations
 
@@ -128,6 +130,9 @@ def trade_plan(direction: str, entry_price: float, zone_low: float, zone_high: f
     long = direction == "long"
     sl = zone_low - sl_buffer_atr * atr if long else zone_high + sl_buffer_atr * atr
     risk = entry_price - sl if long else sl - entry_price
+    if risk <= 0:  # an entry at or beyond its own stop: no risk to measure a reward against
+        return TradePlan(entry_price, sl, None, None, None, None,
+                         f"stop loss {sl:g} not beyond the entry {entry_price:g}")
     beyond = [t for t in targets if (t > entry_price if long else t < entry_price)]
     tp1 = beyond[0] if beyond else None
     tp2 = beyond[1] if len(beyond) > 1 else None
@@ -184,9 +189,11 @@ def calibrate(trades: pd.DataFrame, source: str) -> tuple[Calibration | None, pd
     positive = {c: max(0.0, v) for c, v in correlations.items()}
     total = sum(positive.values())
     weights = {c: round(v / total, 6) for c, v in positive.items()} if total > 0 else dict(DEFAULT_WEIGHTS)
+    measured = ["entry_time_ms", "r_multiple", *[f"score_{c}" for c in COMPONENTS]]
+    # The version names the set of trades, whatever order they were read in.
     digest = hashlib.sha256(pd.util.hash_pandas_object(
-        trades[["entry_time_ms", "r_multiple", *[f"score_{c}" for c in COMPONENTS]]].sort_values(
-            "entry_time_ms").reset_index(drop=True)).values.tobytes()).hexdigest()[:16]
+        trades[measured].sort_values(measured, kind="mergesort").reset_index(drop=True),
+        index=False).values.tobytes()).hexdigest()[:16]
     version = f"cal-{digest}"
     points: dict[str, tuple] = {}
     rows = []
@@ -199,8 +206,8 @@ def calibrate(trades: pd.DataFrame, source: str) -> tuple[Calibration | None, pd
             count = int(in_bucket.sum())
             win_rate = float(wins[in_bucket].mean()) if count else None
             avg_r = float(trades.loc[in_bucket, "r_multiple"].mean()) if count else None
-            bucket_points = round(100.0 * (float(wins[in_bucket].sum()) + SHRINK_TRADES * overall)
-                                  / (count + SHRINK_TRADES), 4)
+            shrunk = (float(wins[in_bucket].sum()) + SHRINK_TRADES * overall) / (count + SHRINK_TRADES)
+            bucket_points = round(win_rate_points(shrunk, overall), 4)
             component_points.append((low, high, bucket_points))
             rows.append({"calibration_version": version, "component": component, "bucket": f"{low:g}-{high:g}",
                          "bucket_low": low, "bucket_high": high, "trades": count, "win_rate": win_rate,
@@ -209,6 +216,13 @@ def calibrate(trades: pd.DataFrame, source: str) -> tuple[Calibration | None, pd
                          "data_end_ms": int(trades.entry_time_ms.max()), "source": source})
         points[component] = tuple(component_points)
     return Calibration(version, weights, points), pd.DataFrame(rows)
+
+
+def win_rate_points(win_rate: float, overall: float) -> float:
+    """0-100 with 50 at the overall win rate: 0 at never winning, 100 at always."""
+    if win_rate >= overall:
+        return 50.0 if overall >= 1.0 else 50.0 + 50.0 * (win_rate - overall) / (1.0 - overall)
+    return 50.0 * win_rate / overall
 
 
 def calibration_from_rows(rows: pd.DataFrame) -> Calibration:

@@ -10,8 +10,11 @@ the backtester, so a backtest trades exactly what the live pipeline would have f
   through and a close back: a swept demand pool is a long, a swept supply pool a short.
 
 In both the entry is the zone's POC, and a setup is known at the close of the bar that
-triggered it (the zone version's `known_at_ms`). Only rows known by then are used: the
-break, the zones that give the targets, and the higher timeframes of the confluence.
+triggered it (the zone version's `known_at_ms`); the zone version itself says that its bar
+touched or swept it (`touched_now`, `swept_now`). Only rows known by then are used: the
+break and the zones that give the targets; the higher timeframes of the confluence only
+from rows known strictly before (a higher bar closing at the same instant may not have been
+written yet when the stream finds the setup, so neither the stream nor a batch run uses it).
 Everything a setup uses lies within `lookback_bars` bars before it, which is what lets the
 stream read a bounded slice of the tables and still find exactly what a batch run finds.
 """
@@ -61,7 +64,7 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
     events: gold.bos_warnings rows of the series; zones: its gold.liquidity_zones versions;
     htf_*: the same symbol and exchange's rows of other intervals, for the confluence;
     intervals: the configured ones (the confluence counts the higher among them)."""
-    versions = _with_previous_counts(zones)
+    versions = zones.sort_values(["known_at_ms", "version"], kind="stable").reset_index(drop=True)
     triggers = []
     if "smc" in strategies:
         triggers.append(_smc_triggers(versions, events, interval_ms, params, emit_from_ms))
@@ -75,9 +78,10 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
     for setup in setups.itertuples(index=False):
         known = versions[(versions.known_at_ms <= setup.known_at_ms)
                          & (versions.known_at_ms > setup.known_at_ms - lookback_ms)]
-        latest = known.sort_values("known_at_ms", kind="stable").drop_duplicates("zone_id", keep="last")
+        latest = known.drop_duplicates("zone_id", keep="last")  # versions are in (known_at_ms, version) order
         entry = setup.poc_price if pd.notna(setup.poc_price) else (setup.zone_low + setup.zone_high) / 2
-        bos = _latest_break(events, setup.known_at_ms, lookback_ms)
+        # smc: the break that made the setup; liquidity: the latest break known, as context.
+        bos = setup.bos if setup.strategy == "smc" else _latest_break(events, setup.known_at_ms, lookback_ms)
         side = latest[latest.zone_type == setup.zone_type]
         rows.append({
             "signal_id": signal_id(setup.strategy, exchange, symbol, interval, setup.direction, setup.zone_id,
@@ -104,40 +108,32 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
                        params.lookback_bars)[SIGNAL_COLUMNS]
 
 
-def _with_previous_counts(zones: pd.DataFrame) -> pd.DataFrame:
-    """Each zone version with the touches and sweeps of the version before it (0 for the first)."""
-    versions = zones.sort_values(["zone_id", "known_at_ms"], kind="stable").reset_index(drop=True)
-    by_zone = versions.groupby("zone_id", sort=False)
-    versions["previous_touches"] = by_zone["touches"].shift(1).fillna(0).astype(int)
-    versions["previous_sweeps"] = by_zone["sweeps"].shift(1).fillna(0).astype(int)
-    return versions
-
-
 def _bar_open(known_at_ms: pd.Series, interval_ms: int) -> pd.Series:
     return known_at_ms - interval_ms + 1  # known at the close (open + interval - 1)
 
 
 def _smc_triggers(versions: pd.DataFrame, events: pd.DataFrame, interval_ms: int, params: ScanParams,
                   emit_from_ms: int) -> pd.DataFrame:
-    touched = versions[(versions.touches > versions.previous_touches) & (versions.status == "active")
+    touched = versions[versions.touched_now.fillna(False).astype(bool) & (versions.status == "active")
                        & (versions.known_at_ms >= emit_from_ms)]
     if touched.empty:
         return touched
-    direction = []
+    direction, breaks = [], []
     for row in touched.itertuples(index=False):
         # Strictly before: the touching bar's own close cannot both break and pull back.
         bos = _latest_break(events, row.known_at_ms - 1, params.max_break_age_bars * interval_ms)
         wanted = None if bos is None else ("demand" if bos.direction == "bullish" else "supply")
         direction.append((LONG if row.zone_type == "demand" else SHORT) if wanted == row.zone_type else None)
-    out = touched.assign(direction=direction, strategy="smc")
+        breaks.append(bos)
+    out = touched.assign(direction=direction, strategy="smc", bos=pd.Series(breaks, index=touched.index, dtype=object))
     out = out[out.direction.notna()]
     return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))
 
 
 def _liquidity_triggers(versions: pd.DataFrame, interval_ms: int, emit_from_ms: int) -> pd.DataFrame:
-    swept = versions[versions.is_liquidity_pool.astype(bool) & (versions.sweeps > versions.previous_sweeps)
+    swept = versions[versions.is_liquidity_pool.astype(bool) & versions.swept_now.fillna(False).astype(bool)
                      & (versions.status == "active") & (versions.known_at_ms >= emit_from_ms)]
-    out = swept.assign(direction=np.where(swept.zone_type == "demand", LONG, SHORT), strategy="liquidity")
+    out = swept.assign(direction=np.where(swept.zone_type == "demand", LONG, SHORT), strategy="liquidity", bos=None)
     return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))
 
 

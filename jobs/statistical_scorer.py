@@ -5,9 +5,11 @@ batch that found signals.
 For each open signal it gathers what is known when it is scored (the series' latest closed
 bar, the "as of"): the zone's latest version, the latest sentiment, and the bars since the
 trigger (has price already reached the stop or TP1?). The maths is common/scoring.py. The
-status change is checked against the transition table, written to trading.audit_log first
-(idempotent by event id) and then to gold.signals_all, only where the signal still has the
-status it was read with, so a concurrent move (the execution engine) is never overwritten.
+status change is checked against the transition table and written to gold.signals_all only
+where the signal still has the status it was read with, so a concurrent move (the execution
+engine) is never overwritten; then each move that took effect is appended to
+trading.audit_log (idempotent by event id). A crash between the two leaves a move without
+its audit line: the status itself is never recorded wrongly.
 
 `--calibrate` measures outcomes (backtest trades, closed positions) per component and bucket
 into gold.scorer_calibration; scoring then uses the newest calibration. `--report` prints the
@@ -152,7 +154,7 @@ def _latest_zone_versions(spark: SparkSession, config: AppConfig, open_signals: 
     from pyspark.sql import Window
 
     zone_ids = open_signals.select("zone_id").distinct()
-    latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc())
+    latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc(), F.col("version").desc())
     return (read_table(spark, config, "gold.liquidity_zones").join(F.broadcast(zone_ids), "zone_id")
             .withColumn("n", F.row_number().over(latest)).where("n = 1")
             .select("zone_id", "status", "quality", "touches", "rejections", "breaks", "known_at_ms"))
@@ -170,22 +172,30 @@ def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: 
 
     from streaming.signals import append_audit
 
-    now = F.current_timestamp()
-    if len(moved):
-        audit = spark.createDataFrame(moved[["signal_id", "previous_status", "status", "status_reason", "score"]]
-                                      .astype({"score": float}))
-        append_audit(spark, config, audit.select(
-            F.sha2(F.concat_ws("|", "signal_id", "previous_status", "status"), 256).alias("event_id"),
-            F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
-            F.col("previous_status").alias("from_status"), F.col("status").alias("to_status"),
-            F.col("status_reason").alias("reason"), F.to_json(F.struct("score")).alias("details"),
-            F.lit("statistical_scorer").alias("actor"), now.alias("event_time"), F.current_date().alias("event_date")))
     updates = spark.createDataFrame(scored, _updates_schema())
     target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
     values = {c: f"s.{c}" for c in _UPDATE_COLUMNS}
     (target.alias("t").merge(updates.alias("s"), "t.signal_id = s.signal_id AND t.status = s.previous_status")
      .whenMatchedUpdate(set={**values, "scored_at": "current_timestamp()", "updated_at": "current_timestamp()"})
      .execute())
+    if moved.empty:
+        return
+    # Only the moves that took effect: a signal moved meanwhile by someone else kept its status.
+    mark = ["signal_id", "status", "scored_as_of_ms", "calibration_version"]
+    stored = (read_table(spark, config, "gold.signals_all").where(F.col("signal_id").isin(list(moved.signal_id)))
+              .select(*mark).toPandas())
+    applied = moved.merge(stored, on=mark)
+    if applied.empty:
+        return
+    audit = spark.createDataFrame(applied[["signal_id", "previous_status", "status", "status_reason", "score"]]
+                                  .astype({"score": float}))
+    append_audit(spark, config, audit.select(
+        F.sha2(F.concat_ws("|", "signal_id", "previous_status", "status"), 256).alias("event_id"),
+        F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
+        F.col("previous_status").alias("from_status"), F.col("status").alias("to_status"),
+        F.col("status_reason").alias("reason"), F.to_json(F.struct("score")).alias("details"),
+        F.lit("statistical_scorer").alias("actor"), F.current_timestamp().alias("event_time"),
+        F.current_date().alias("event_date")))
 
 
 def _updates_schema() -> str:
@@ -206,18 +216,27 @@ def latest_calibration(spark: SparkSession, config: AppConfig) -> Calibration:
 
 
 def measured_trades(spark: SparkSession, config: AppConfig) -> pd.DataFrame:
-    """Closed trades with the components of the score they were taken with: backtest trades and
-    closed positions (joined to their signals)."""
+    """Closed trades with the components of the score they were taken with: closed positions
+    (joined to their signals) and backtest trades. A setup counts once: its real outcome when it
+    was traded, else its trade in the newest backtest run that took it."""
+    from pyspark.sql import Window
+
     components = [f"score_{c}" for c in COMPONENTS]
-    backtest = read_table(spark, config, "gold.backtest_trades").select(
-        "entry_time_ms", "score", F.col("r_multiple").cast("double").alias("r_multiple"), *components,
-        F.lit("backtest").alias("source"))
     signals = read_table(spark, config, "gold.signals_all").select("signal_id", "score", *components)
     closed = (read_table(spark, config, "trading.positions_closed").join(signals, "signal_id")
-              .select((F.unix_timestamp("opened_at") * 1000).cast("bigint").alias("entry_time_ms"), "score",
-                      F.col("r_multiple").cast("double").alias("r_multiple"), *components,
+              .select("signal_id", (F.unix_timestamp("opened_at") * 1000).cast("bigint").alias("entry_time_ms"),
+                      "score", F.col("r_multiple").cast("double").alias("r_multiple"), *components,
                       F.lit("positions").alias("source")))
-    return backtest.unionByName(closed).toPandas()
+    runs = (read_table(spark, config, "gold.backtest_results").groupBy("run_id")
+            .agg(F.max("run_timestamp").alias("run_at")))
+    newest_run = Window.partitionBy(F.coalesce("signal_id", "trade_id")).orderBy(
+        F.col("run_at").desc_nulls_last(), F.col("run_id").desc())
+    backtest = (read_table(spark, config, "gold.backtest_trades").join(runs, "run_id", "left")
+                .withColumn("n", F.row_number().over(newest_run)).where("n = 1")
+                .join(closed.select("signal_id"), "signal_id", "left_anti")
+                .select("signal_id", "entry_time_ms", "score", F.col("r_multiple").cast("double").alias("r_multiple"),
+                        *components, F.lit("backtest").alias("source")))
+    return backtest.unionByName(closed).drop("signal_id").toPandas()
 
 
 def run_calibration(spark: SparkSession, config: AppConfig) -> str:

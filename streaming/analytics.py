@@ -47,7 +47,7 @@ _OUTPUT_TYPES = {
     "volume_share": "double", "window_bars": "int", "window_start_ms": "bigint", "window_end_ms": "bigint",
     "window_poc": "double", "value_area_low": "double", "value_area_high": "double", "touches": "int",
     "rejections": "int", "sweeps": "int", "breaks": "int", "status": "string", "quality": "double",
-    "created_ms": "bigint", "age_bars": "int",
+    "created_ms": "bigint", "age_bars": "int", "version": "int", "touched_now": "boolean", "swept_now": "boolean",
     "last_bar_ms": "bigint", "state_json": "string",
 }
 OUTPUT_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in _OUTPUT_TYPES.items())

@@ -1,14 +1,16 @@
-"""Confluence: which higher timeframes agree with a structure event or a zone, as known at the
-time the row became known (never later).
+"""Confluence: which higher timeframes agree with a structure event or a zone, as known
+strictly before the row became known. Not at the same instant: a higher bar that closes with
+the row's bar is written by the same micro-batch at best, so the stream could not rely on it;
+leaving it out makes the stream and a batch run agree.
 
 For a row of interval X and each configured interval H longer than X, on the same exchange
 and symbol:
-- trend: the last BOS or CHoCH on H known by then points the same way (bullish for a demand
-  zone or a bullish event);
-- zone: a zone of H on the same side, active by its last version known by then, overlaps the
-  row's price range (the zone's bounds; an event's level);
+- trend: the last BOS or CHoCH on H known before then points the same way (bullish for a
+  demand zone or a bullish event);
+- zone: a zone of H on the same side, active by its highest version known before then,
+  overlaps the row's price range (the zone's bounds; an event's level);
 - value area: the row's price (a zone's POC, an event's close) lies in the value area of H's
-  most recent profile known by then.
+  most recent profile known before then (the zones' profile with the latest window end).
 Each is a count of agreeing higher intervals, with their names, for the scorer. With
 `lookback_ms`, a higher interval's rows older than that before the row are not used (the
 stream reads a bounded slice of the tables; this makes a batch run see the same).
@@ -58,7 +60,7 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
                 side = "demand" if side_bullish else "supply"
                 active = current[(current.status == "active") & (current.zone_type == side)]
                 overlap[n] = bool(((active.zone_low <= hi) & (active.zone_high >= lo)).any())
-                latest = current.sort_values("known_at_ms").iloc[-1]
+                latest = current.sort_values(_order(current, "window_end_ms"), kind="stable").iloc[-1]
                 in_value[n] = bool(pd.notna(latest.value_area_low) and latest.value_area_low <= p
                                    <= latest.value_area_high)
         out["htf_trend_agree"] += agree_trend.astype(int)
@@ -76,7 +78,7 @@ def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None, horizon_ms: i
     breaks = events[events.event_type.isin(["BOS", "CHOCH"])].sort_values("known_at_ms", kind="stable")
     if breaks.empty:
         return np.full(len(times_ms), None, dtype=object)
-    position = np.searchsorted(breaks.known_at_ms.to_numpy(), times_ms.to_numpy(), side="right") - 1
+    position = np.searchsorted(breaks.known_at_ms.to_numpy(), times_ms.to_numpy(), side="left") - 1  # before
     directions = breaks.direction.to_numpy(dtype=object)
     known_at = breaks.known_at_ms.to_numpy()[np.clip(position, 0, None)]
     recent = np.ones(len(position), dtype=bool) if horizon_ms is None else (
@@ -85,7 +87,13 @@ def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None, horizon_ms: i
 
 
 def _zones_as_of(zones: pd.DataFrame, known_at_ms: int, horizon_ms: int | None) -> pd.DataFrame:
-    """Each zone's last version known by then (and not older than the horizon)."""
-    known = zones[(zones.known_at_ms <= known_at_ms)
+    """Each zone's highest version known before then (and not older than the horizon)."""
+    known = zones[(zones.known_at_ms < known_at_ms)
                   & ((zones.known_at_ms >= known_at_ms - horizon_ms) if horizon_ms is not None else True)]
-    return known.sort_values("known_at_ms", kind="stable").drop_duplicates("zone_id", keep="last")
+    return known.sort_values(_order(known), kind="stable").drop_duplicates("zone_id", keep="last")
+
+
+def _order(zones: pd.DataFrame, first: str | None = None) -> list[str]:
+    """Sort keys for zone versions: (known_at_ms, version), the version where the rows have it."""
+    keys = [first] if first and first in zones.columns else []
+    return keys + ["known_at_ms"] + (["version"] if "version" in zones.columns else [])

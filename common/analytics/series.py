@@ -10,7 +10,7 @@ the state stored in between (the stream), it returns the same rows: the tests ho
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -102,7 +102,7 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
         for zone in zones:
             after = track_bar(zone, high[t], low[t], close[t])
             if visible_changes(zone, after):
-                versions.append(zone_row(after, known_at, interval_ms, atr[t]))
+                after = _write(versions, after, known_at, interval_ms, atr[t], before=zone)
             if after.status == ACTIVE:
                 tracked.append(after)
         zones = tracked
@@ -140,11 +140,11 @@ def _add_swing_zone(zones, versions, swing: Swing, bars: pd.DataFrame, profile, 
     for n, zone in enumerate(zones):
         if (zone.zone_type == zone_type and zone.source == "swing"
                 and abs(zone.level - swing.level) <= params.cluster_atr * atr):
-            joined = join_swing(zone, swing.level, low, high, profile, atr)
-            versions.append(zone_row(joined, known_at, interval_ms, atr))
+            joined = _write(versions, join_swing(zone, swing.level, low, high, profile, atr), known_at, interval_ms,
+                            atr)
             return zones[:n] + zones[n + 1:] + [joined]
     zone = new_zone(zone_type, "swing", low, high, swing.level, profile, window, atr, known_at, swing.time_ms)
-    versions.append(zone_row(zone, known_at, interval_ms, atr))
+    zone = _write(versions, zone, known_at, interval_ms, atr)
     return zones + [zone]
 
 
@@ -158,7 +158,7 @@ def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms,
             continue
         zone = new_zone(zone_type, "volume", low, high, (low + high) / 2, profile, window, atr, known_at,
                         bar_time_ms * 1000 + node)  # one id per node and refresh
-        versions.append(zone_row(zone, known_at, interval_ms, atr))
+        zone = _write(versions, zone, known_at, interval_ms, atr)
         zones = zones + [zone]
     return zones
 
@@ -167,10 +167,17 @@ def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int,
     for side in (DEMAND, SUPPLY):
         side_zones = [z for z in zones if z.zone_type == side]
         for zone in side_zones[:max(0, len(side_zones) - limit)]:
-            expired = Zone(**{**asdict(zone), "status": EXPIRED})
-            versions.append(zone_row(expired, known_at, interval_ms, atr))
+            _write(versions, replace(zone, status=EXPIRED), known_at, interval_ms, atr)
             zones = [z for z in zones if z.zone_id != zone.zone_id]
     return zones
+
+
+def _write(versions: list[dict], zone: Zone, known_at: int, interval_ms: int, atr: float,
+           before: Zone | None = None) -> Zone:
+    """Append the zone's next version; returns the zone numbered as written."""
+    zone = replace(zone, version=zone.version + 1)
+    versions.append(zone_row(zone, known_at, interval_ms, atr, before))
+    return zone
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:

@@ -20,8 +20,10 @@ bar on (a demand zone; supply is the mirror):
 - break: a close below the zone; the zone is then `broken` and no longer followed.
 
 Quality, 0-100, documented in `zone_quality`. Every change is a new version of the zone
-(a row with the time it became known): what was written is never rewritten, and "the zone as
-known at time t" is its latest version known by t.
+(a row with the time it became known and its `version`, 1, 2, ...): what was written is never
+rewritten, and "the zone as known at time t" is its highest version known by t (one bar can
+write several versions of a zone: a touch, then a swing joining it). A version says what its
+bar did (`touched_now`, `swept_now`), so a reader needs no earlier version to see a new touch.
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ HVN_FACTOR = 1.5
 ZONE_COLUMNS = ["zone_id", "zone_type", "source", "is_liquidity_pool", "swing_count", "zone_low", "zone_high",
                 "level", "poc_price", "volume", "volume_share", "window_bars", "window_start_ms", "window_end_ms",
                 "window_poc", "value_area_low", "value_area_high", "touches", "rejections", "sweeps", "breaks",
-                "status", "quality", "created_ms", "age_bars", "atr", "known_at_ms"]
+                "status", "quality", "created_ms", "age_bars", "atr", "known_at_ms", "version", "touched_now",
+                "swept_now"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Zone:
     status: str = ACTIVE
     in_visit: bool = False
     created_ms: int = 0  # when it became known (the close of the bar that made it)
+    version: int = 0  # versions written so far
 
     @property
     def is_liquidity_pool(self) -> bool:
@@ -97,11 +101,14 @@ def zone_quality(zone: Zone) -> float:
     return round(volume + rejections + freshness + width + value, 4)
 
 
-def zone_row(zone: Zone, known_at_ms: int, interval_ms: int, atr: float) -> dict:
-    """The zone as known at a bar's close, with that bar's ATR (for stops placed beyond it)."""
+def zone_row(zone: Zone, known_at_ms: int, interval_ms: int, atr: float, before: Zone | None = None) -> dict:
+    """The zone as known at a bar's close, with that bar's ATR (for stops placed beyond it);
+    `before`: the zone before that bar's tracking, when this version comes from it."""
     row = {k: v for k, v in asdict(zone).items() if k in ZONE_COLUMNS}
     row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone), atr=float(atr),
-               age_bars=int((known_at_ms - zone.created_ms) // interval_ms), known_at_ms=int(known_at_ms))
+               age_bars=int((known_at_ms - zone.created_ms) // interval_ms), known_at_ms=int(known_at_ms),
+               touched_now=before is not None and zone.touches > before.touches,
+               swept_now=before is not None and zone.sweeps > before.sweeps)
     return row
 
 

@@ -23,11 +23,12 @@ def config(app_env, initialized_lake):
 
 
 def zone(local_id, zone_type, known_h, low, high, poc, touches=0, sweeps=0, rejections=0, pool=False,
-         quality=60.0, status="active"):
+         quality=60.0, status="active", version=1, touched=False, swept=False):
     return {"zone_id": f"binance:{SYMBOL}:1h:{local_id}", "exchange": "binance", "symbol": SYMBOL, "interval": "1h",
             "zone_type": zone_type, "is_liquidity_pool": pool, "zone_low": low, "zone_high": high, "poc_price": poc,
             "touches": touches, "rejections": rejections, "sweeps": sweeps, "breaks": 0, "status": status,
-            "quality": quality, "atr": 1.5, "known_at_ms": T0 + known_h * H - 1}
+            "quality": quality, "atr": 1.5, "known_at_ms": T0 + known_h * H - 1, "version": version,
+            "touched_now": touched, "swept_now": swept}
 
 
 def bar(hour, high, low):
@@ -55,11 +56,13 @@ def test_scan_then_score_then_rescore(spark, config):
         "direction": "bullish", "level": 99.0, "bar_time_ms": T0 + 9 * H, "bar_close": 99.5, "distance_atr": 0.8,
         "atr": 1.5, "known_at_ms": T0 + 10 * H - 1}])
     append(spark, "gold.liquidity_zones", [
-        zone("d", "demand", 5, 100.0, 102.0, 101.0), zone("d", "demand", 12, 100.0, 102.0, 101.0, touches=1),
+        zone("d", "demand", 5, 100.0, 102.0, 101.0), zone("d", "demand", 12, 100.0, 102.0, 101.0, touches=1, version=2,
+                                                             touched=True),
         zone("s1", "supply", 6, 110.0, 111.0, 110.5), zone("s2", "supply", 7, 120.0, 121.0, 120.5),
         # a pool swept by the bar of hour 10: a short from 130.5, stop at 131 + 0.25 x 1.5
         zone("p", "supply", 4, 130.0, 131.0, 130.5, pool=True),
-        zone("p", "supply", 11, 130.0, 131.0, 130.5, pool=True, touches=1, sweeps=1)])
+        zone("p", "supply", 11, 130.0, 131.0, 130.5, pool=True, touches=1, sweeps=1, version=2, touched=True,
+             swept=True)])
 
     assert signal_scanner.run(spark, config) >= 2
     found = signals(spark)
@@ -89,7 +92,7 @@ def test_scan_then_score_then_rescore(spark, config):
 
     # The zone rejected price (quality 90 now) and the sentiment turned bullish: promoted.
     append(spark, "gold.liquidity_zones", [zone("d", "demand", 13, 100.0, 102.0, 101.0, touches=1, rejections=1,
-                                                quality=90.0)])
+                                                quality=90.0, version=3)])
     append(spark, "gold.sentiment_scores", [{
         "exchange": "binance", "symbol": SYMBOL, "interval": "1h", "ts_ms": T0 + 12 * H,
         "sentiment_score": 100.0, "confidence": 1.0, "known_at_ms": T0 + 12 * H}])
@@ -113,13 +116,15 @@ def test_calibration_from_backtest_trades_is_stored_once_and_used(spark, config)
     trades = []
     for n in range(40):
         wins = n % 2 == 0  # zone quality tells winners from losers; the rest is flat
-        trades.append({"run_id": "sig-calibration", "trade_id": f"t{n}", "strategy": "smc", "symbol": SYMBOL,
-                       "interval": "1h", "direction": "long", "score": 70.0 if wins else 30.0,
+        trades.append({"run_id": "sig-calibration", "trade_id": f"t{n}", "signal_id": f"sig-s{n}", "strategy": "smc",
+                       "symbol": SYMBOL, "interval": "1h", "direction": "long", "score": 70.0 if wins else 30.0,
                        "score_zone_quality": 90.0 if wins else 10.0, "score_bos": 50.0, "score_confluence": 50.0,
                        "score_sentiment": 50.0, "score_zone_behaviour": 50.0, "entry_time_ms": T0 + n * H,
                        "entry_price": Decimal("100"), "quantity": Decimal("1"),
                        "r_multiple": 2.0 if wins else -1.0})
     append(spark, "gold.backtest_trades", trades)
+    # the same backtest run again: the same setups, counted once
+    append(spark, "gold.backtest_trades", [{**t, "run_id": "sig-calibration-2"} for t in trades])
     try:
         message = statistical_scorer.run_calibration(spark, config)
         assert "from 40 trades (backtest)" in message and "zone_quality 1.00" in message
@@ -131,6 +136,6 @@ def test_calibration_from_backtest_trades_is_stored_once_and_used(spark, config)
         assert "already stored" in statistical_scorer.run_calibration(spark, config)
         assert "60-80" in statistical_scorer.report(spark, config)
     finally:  # the lake is shared: later scorings go back to the default calibration
-        spark.sql("DELETE FROM gold.backtest_trades WHERE run_id = 'sig-calibration'")
+        spark.sql("DELETE FROM gold.backtest_trades WHERE run_id LIKE 'sig-calibration%'")
         spark.sql("DELETE FROM gold.scorer_calibration")
     assert statistical_scorer.latest_calibration(spark, config).version == "default"

@@ -45,6 +45,20 @@ def test_the_sample_yields_every_kind_of_row(bars):
     assert zones.quality.between(0, 100).all()
 
 
+def test_zone_versions_are_numbered_and_say_what_their_bar_did(bars):
+    """Versions 1, 2, ... per zone in the order written (several can share a bar), and a version
+    is marked touched / swept exactly when its bar added a touch / a sweep."""
+    _, zones, _ = analyze_series(bars, None, PARAMS, INTERVAL_MS)
+    assert zones.groupby("known_at_ms").zone_id.apply(lambda ids: ids.duplicated().any()).any()  # ties happen
+    for _, versions in zones.groupby("zone_id", sort=False):
+        assert list(versions.version) == list(range(1, len(versions) + 1))
+        assert versions.known_at_ms.is_monotonic_increasing
+        previous = versions.shift(1)
+        assert (versions.touched_now == (versions.touches > previous.touches.fillna(0))).all()
+        assert (versions.swept_now == (versions.sweeps > previous.sweeps.fillna(0))).all()
+    assert zones.touched_now.any() and zones.swept_now.any()
+
+
 def test_chunked_runs_equal_one_pass(bars):
     whole_events, whole_zones, whole_state = analyze_series(bars, None, PARAMS, INTERVAL_MS)
     rng = np.random.default_rng(3)

@@ -40,3 +40,15 @@ def test_an_event_uses_its_level_and_close():
                          {"4h": zones([("s", "supply", 49.5, 51.0, "active", 40.0, 48.0, 3 * H)])}).iloc[0]
     assert (out.htf_trend_agree, out.htf_zone_overlap, out.htf_in_value_area, out.confluence_intervals) == (
         1, 1, 0, "4h")
+
+
+def test_the_value_area_is_the_newest_profiles_even_when_an_older_zone_changed_later():
+    columns = ["zone_id", "zone_type", "zone_low", "zone_high", "status", "value_area_low", "value_area_high",
+               "window_end_ms", "known_at_ms", "version"]
+    htf = pd.DataFrame([("old", "supply", 150.0, 151.0, "active", 95.0, 105.0, 2 * H, 2 * H, 1),
+                        ("new", "supply", 160.0, 161.0, "active", 120.0, 130.0, 6 * H, 6 * H, 1),
+                        ("old", "supply", 150.0, 151.0, "active", 95.0, 105.0, 2 * H, 8 * H, 2)], columns=columns)
+    row = pd.DataFrame([{"zone_type": "demand", "zone_low": 100.0, "zone_high": 102.0, "poc_price": 101.0,
+                         "known_at_ms": 10 * H}])
+    out = add_confluence(row, "15m", {}, {"1h": htf}).iloc[0]
+    assert out.htf_in_value_area == 0  # 101 is in old's [95, 105] but the newest profile's is [120, 130]

@@ -7,7 +7,7 @@ import pytest
 from common.scoring import (
     COMPONENTS, DEFAULT_CALIBRATION, MIN_CALIBRATION_TRADES, TradePlan, bos_points, calibrate,
     calibration_from_rows, confluence_points, decide_status, score_report, sentiment_points, total_score,
-    trade_plan, zone_behaviour_points, zone_quality_points,
+    trade_plan, win_rate_points, zone_behaviour_points, zone_quality_points,
 )
 from common.signal_status import IllegalTransition, SignalStatus, check_transition
 
@@ -110,6 +110,33 @@ def test_calibration_on_a_known_set_of_trades():
     assert total_score(components, calibration) == pytest.approx(83.33, abs=0.01)
     assert calibration_from_rows(rows) == calibration  # stored and read back: the same
     assert calibrate(known_trades(), "backtest")[0].version == calibration.version  # deterministic
+
+
+def test_calibrated_points_keep_the_thresholds_scale_whatever_the_overall_win_rate():
+    """A strategy that wins 25 % of the time at 3 R: a bucket at that rate is worth 50 (average),
+    not 25, so the default thresholds still mean what they say."""
+    trades = known_trades()
+    trades["r_multiple"] = [3.0 if n % 4 == 0 else -1.0 for n in range(len(trades))]
+    trades["score_zone_quality"] = 50.0  # one bucket, at the overall rate
+    calibration, rows = calibrate(trades, "backtest")
+    quality = rows[rows.component == "zone_quality"].set_index("bucket")
+    assert quality.loc["40-60", "win_rate"] == 0.25 and quality.loc["40-60", "points"] == 50.0
+    assert win_rate_points(0.125, 0.25) == 25.0 and win_rate_points(0.625, 0.25) == 75.0
+    assert win_rate_points(0.0, 0.25) == 0.0 and win_rate_points(1.0, 0.25) == 100.0
+
+
+def test_the_calibration_version_names_the_trades_not_their_order():
+    trades = known_trades()
+    trades["entry_time_ms"] = 0  # ties on time: order decided by nothing else
+    first = calibrate(trades, "backtest")[0].version
+    assert calibrate(trades.sample(frac=1.0, random_state=7), "backtest")[0].version == first
+    changed = trades.assign(r_multiple=trades.r_multiple.where(trades.index != 3, 0.5))
+    assert calibrate(changed, "backtest")[0].version != first
+
+
+def test_a_plan_whose_stop_is_not_beyond_the_entry_is_rejected():
+    plan = trade_plan("long", 99.0, 100.0, 102.0, 1.0, [105.0, 110.0], sl_buffer_atr=0.0, min_rr_ratio=1.5)
+    assert plan.rejection == "stop loss 100 not beyond the entry 99" and plan.rr_tp1 is None
 
 
 def test_no_calibration_from_too_few_trades():

@@ -22,13 +22,26 @@ def events(*rows):
 
 
 def zone(zone_id, zone_type, known_at, touches=0, sweeps=0, pool=False, status="active", low=100.0, high=102.0,
-         poc=101.0, rejections=0, breaks=0, quality=60.0):
+         poc=101.0, rejections=0, breaks=0, quality=60.0, touched_now=None, swept_now=None):
     return (zone_id, zone_type, pool, low, high, poc, touches, rejections, sweeps, breaks, status, quality, 1.5,
-            known_at, 90.0, 110.0)
+            known_at, 90.0, 110.0, touched_now, swept_now)
 
 
 def zones(*rows):
-    return pd.DataFrame([dict(zip(ZONE_FIELDS, r)) for r in rows], columns=ZONE_FIELDS)
+    """Versions numbered in the order given per zone; what each bar did (touched_now, swept_now)
+    from the counts of the version before, unless given (as the analytics write them)."""
+    out, last = [], {}
+    for r in rows:
+        row = dict(zip(ZONE_FIELDS + ["touched_now", "swept_now"], r))
+        before = last.get(row["zone_id"], {"touches": 0, "sweeps": 0, "version": 0})
+        row["version"] = before["version"] + 1
+        if row["touched_now"] is None:
+            row["touched_now"] = row["touches"] > before["touches"]
+        if row["swept_now"] is None:
+            row["swept_now"] = row["sweeps"] > before["sweeps"]
+        last[row["zone_id"]] = row
+        out.append(row)
+    return pd.DataFrame(out, columns=ZONE_FIELDS + ["version", "touched_now", "swept_now"])
 
 
 def bullish_break(known_at, kind="BOS"):
@@ -126,3 +139,40 @@ def test_confluence_counts_higher_timeframes_known_at_the_trigger():
     signal = out.iloc[0]
     assert (signal.htf_trend_agree, signal.htf_zone_overlap, signal.htf_count, signal.confluence_intervals) == (
         1, 0, 2, "4h")
+
+
+def test_a_touch_is_what_its_version_says_not_a_count_against_an_unread_earlier_version():
+    """The stream reads a bounded slice: the version before may be out of it. A version that
+    only adds a rejection (its touch came earlier) is no new pullback; one that touches is."""
+    rejection_only = zones(zone("d", "demand", 12 * H, touches=1, rejections=1, touched_now=False))
+    assert scan(events(bullish_break(10 * H)), rejection_only).empty
+    touch = zones(zone("d", "demand", 12 * H, touches=3, touched_now=True))
+    assert len(scan(events(bullish_break(10 * H)), touch)) == 1
+
+
+def test_versions_written_by_one_bar_are_read_in_version_order_whatever_the_row_order():
+    rows = zones(zone("d", "demand", 5 * H), zone("d", "demand", 12 * H, touches=1),
+                 zone("s", "supply", 6 * H, low=110.0, high=111.0),
+                 zone("s", "supply", 9 * H, low=110.0, high=111.0, touches=1),  # version 2
+                 zone("s", "supply", 9 * H, low=110.0, high=111.0, touches=1, breaks=1, status="broken"))  # 3
+    for order in (rows, rows.iloc[::-1]):
+        out = scan(events(bullish_break(10 * H)), order)
+        assert json.loads(out.iloc[0].target_levels) == [], "s is broken by its last version at 9h"
+
+
+def test_an_smc_setup_records_the_break_that_triggered_it():
+    """Another break closing on the touching bar itself came too late to trigger the setup, so
+    it is not the setup's break either."""
+    same_bar = ("e9", "CHOCH", "bullish", 99.0, 11 * H + 1, 99.5, 0.8, 1.5, 12 * H)
+    out = scan(events(bullish_break(10 * H), same_bar), zones(zone("d", "demand", 5 * H),
+                                                               zone("d", "demand", 12 * H, touches=1)))
+    assert (out.iloc[0].bos_event_id, out.iloc[0].bos_type, out.iloc[0].bos_age_bars) == ("e1", "BOS", 2)
+    assert json.loads(out.iloc[0].lineage)["bos_event_id"] == "e1"
+
+
+def test_confluence_leaves_out_a_higher_bar_closing_at_the_trigger_instant():
+    htf_events = {"4h": events(("h1", "BOS", "bullish", 90.0, 0, 95.0, 1.0, 3.0, 12 * H))}  # same instant
+    out = scan(events(bullish_break(10 * H)), zones(zone("d", "demand", 5 * H), zone("d", "demand", 12 * H,
+                                                                                    touches=1)),
+               htf_events=htf_events, intervals=["1h", "4h"])
+    assert (out.iloc[0].htf_trend_agree, out.iloc[0].confluence_intervals) == (0, "")
