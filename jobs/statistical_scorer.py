@@ -242,7 +242,9 @@ def measured_trades(spark: SparkSession, config: AppConfig) -> pd.DataFrame:
 def run_calibration(spark: SparkSession, config: AppConfig) -> str:
     from datetime import datetime, timezone
 
-    trades = measured_trades(spark, config)
+    # Only trades with an outcome and every component can be measured (a position opened
+    # before its signal was scored has none).
+    trades = measured_trades(spark, config).dropna(subset=["r_multiple", *[f"score_{c}" for c in COMPONENTS]])
     sources = "+".join(sorted(trades.source.unique())) if len(trades) else "none"
     calibration, rows = calibrate(trades, sources)
     if calibration is None:
