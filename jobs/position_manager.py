@@ -60,6 +60,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
     open_positions = read_table(spark, config, "trading.positions_open").collect()
     signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in open_positions})
     if not signal_ids:
+        _check_against_exchange(spark, config, gateway, trading, result)
         return result
     orders = read_orders(spark, config, "signal_id IN (" + ",".join(f"'{s}'" for s in signal_ids) + ")")
     symbols = sorted({o.symbol for o in orders})
@@ -77,8 +78,44 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
         except Exception:
             log.exception("event=position_manage_failed signal_id=%s symbol=%s", signal_id, rows[0].symbol)
             result.actions["positions that failed (see the log)"] += 1
+    _check_against_exchange(spark, config, gateway, trading, result)
     log.info("event=positions_managed signals=%d actions=%s", len(signal_ids), dict(result.actions))
     return result
+
+
+def _check_against_exchange(spark, config, gateway, trading, result: ManagerResult) -> None:
+    """What the exchange holds against what we track, per symbol: the position's size, and any
+    open order of ours (a `cb-` client id) we do not know as active. A difference is logged and
+    recorded in the audit log (once per difference), never "fixed" blind: a person decides."""
+    positions = (read_table(spark, config, "trading.positions_open")
+                 .where((F.col("exchange") == gateway.name) & (F.col("mode") == gateway.mode)).collect())
+    ours = {o.client_order_id for o in read_orders(spark, config, "status IN ('new', 'unknown', 'open')")}
+    expected: dict[str, Decimal] = {}
+    for p in positions:
+        signed = _d(p.remaining_quantity) if p.direction == "long" else -_d(p.remaining_quantity)
+        expected[p.symbol] = expected.get(p.symbol, Decimal(0)) + signed
+    events = []
+    for symbol in sorted(set(expected) | set(trading.trading_symbols)):
+        try:
+            held, orders = gateway.position_amount(symbol), gateway.open_orders(symbol)
+        except Exception:  # noqa: BLE001 - a market the exchange cannot serve: logged, the others checked
+            log.exception("event=exchange_check_failed symbol=%s", symbol)
+            continue
+        want = expected.get(symbol, Decimal(0))
+        if held != want:
+            events.append({"entity_type": "position", "entity_id": f"{gateway.name}:{symbol}", "from_status": None,
+                           "to_status": "mismatch", "reason": f"the exchange holds {held}, our open positions {want}",
+                           "actor": ACTOR})
+            log.warning("event=position_mismatch exchange=%s symbol=%s exchange_amount=%s tracked_amount=%s",
+                         gateway.name, symbol, held, want)
+        for order in orders:
+            if order.client_order_id.startswith("cb-") and order.client_order_id not in ours:
+                events.append({"entity_type": "order", "entity_id": order.client_order_id, "from_status": None,
+                               "to_status": "untracked", "reason": "open on the exchange, not active in "
+                               "trading.orders", "actor": ACTOR})
+                log.warning("event=untracked_order client_order_id=%s symbol=%s", order.client_order_id, symbol)
+    audit(spark, config, events)
+    result.actions["differences with the exchange"] += len(events)
 
 
 def _advance_paper(spark, config, gateway, orders: list[OrderRow]) -> dict[str, int]:

@@ -90,8 +90,8 @@ class PaperExchange:
         return self.orders.get(client_order_id)
 
     def place_order(self, request: OrderRequest) -> OrderSnapshot:
-        if request.client_order_id in self.orders:
-            raise OrderRejected(f"duplicate client order id {request.client_order_id}")
+        if request.client_order_id in self.orders:  # sent before: the one order, never a second
+            return self.orders[request.client_order_id]
         rules = self.market_rules(request.symbol)
         if request.amount < rules.min_amount:
             raise OrderRejected(f"amount {request.amount} below the minimum {rules.min_amount}")

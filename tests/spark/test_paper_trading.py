@@ -167,3 +167,27 @@ def test_an_order_sent_by_a_run_that_died_is_found_and_protected_not_sent_again(
     assert legs == {"entry": ("closed", "sell", D(100)), "sl": ("open", "buy", D(100)),
                     "tp1": ("open", "buy", D(50)), "tp2": ("open", "buy", D(50))}
     assert len(build_gateway(config, read_trading_config(spark)).open_orders(symbol)) == 3
+
+
+def test_the_manager_records_what_the_exchange_holds_that_we_do_not_track(spark, config, trading_symbol):
+    from common.exchange.gateway import OrderRequest
+
+    trading_symbol("trading_symbols", f'["{SYMBOL}"]')
+    gateway = build_gateway(config, read_trading_config(spark))
+    stray = "cb-stray-tp1-0"  # ours by its prefix, in no row of trading.orders
+    gateway.place_order(OrderRequest(stray, SYMBOL, "sell", "limit", D(1), D(500), reduce_only=True))
+    append(spark, "trading.positions_open", [{
+        "position_id": "paper-phantom", "signal_id": "paper-phantom", "exchange": "binance", "symbol": SYMBOL,
+        "direction": "long", "status": "open", "entry_price": D(100), "quantity": D(7), "remaining_quantity": D(7),
+        "sl_price": D(90), "tp1_hit": False, "sl_at_breakeven": False, "mode": "paper"}])
+    try:
+        assert position_manager.run(spark, config).actions["differences with the exchange"] == 2
+        found = {(r.entity_id, r.to_status, r.reason) for r in spark.table("trading.audit_log")
+                 .where(F.col("to_status").isin("mismatch", "untracked")).collect()}
+        assert (f"binance:{SYMBOL}", "mismatch", "the exchange holds 0, our open positions 7") in found
+        assert (stray, "untracked", "open on the exchange, not active in trading.orders") in found
+        before = spark.table("trading.audit_log").count()
+        position_manager.run(spark, config)  # the same differences: recorded once
+        assert spark.table("trading.audit_log").count() == before
+    finally:
+        spark.sql("DELETE FROM trading.positions_open WHERE position_id = 'paper-phantom'")
