@@ -110,6 +110,14 @@ class ProducerConfig:
     sandbox: bool
 
 
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How the trading jobs reach the exchange when paper_trading is false (gold.trading_config)."""
+    api_base_url: str | None  # another host with the exchange's paths: a proxy, or the fake exchange in tests
+    request_timeout_ms: int
+    retry_max_attempts: int
+
+
 ANALYTICS_KEYS = {  # key -> (type, low, high)
     "swing_strength": (int, 1, 100), "atr_period": (int, 1, 1_000), "warning_atr": (float, 0.0, 10.0),
     "profile_window_bars": (int, 10, 100_000), "profile_bins": (int, 2, 1_000),
@@ -156,6 +164,7 @@ class AppConfig:
     producer: ProducerConfig
     analytics: AnalyticsConfig
     signals: SignalsConfig
+    execution: ExecutionConfig
     source: str
 
     def klines_topic(self, exchange: str) -> str:
@@ -343,6 +352,11 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
         signals=SignalsConfig(
             max_break_age_bars=get.whole_number("signals", "max_break_age_bars", 1, 10_000),
             lookback_bars=get.whole_number("signals", "lookback_bars", 10, 100_000),
+        ),
+        execution=ExecutionConfig(
+            api_base_url=get.optional_text("execution", "api_base_url"),
+            request_timeout_ms=get.whole_number("execution", "request_timeout_ms", 100, 600_000),
+            retry_max_attempts=get.whole_number("execution", "retry_max_attempts", 1, 100),
         ),
         source=source,
     )

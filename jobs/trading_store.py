@@ -48,7 +48,31 @@ def build_gateway(config: AppConfig, trading: TradingConfig):
         return PaperExchange(trading.trading_exchange, paper_state_path(config, trading.trading_exchange),
                              Decimal(str(trading.paper_initial_equity_usdt)), Decimal(str(trading.maker_fee_pct)),
                              Decimal(str(trading.taker_fee_pct)), Decimal(str(trading.slippage_bps)))
-    raise ConfigError("orders through ccxt (testnet or live) are not available yet: keep paper_trading = true")
+    return ccxt_gateway(config, trading)
+
+
+def ccxt_gateway(config: AppConfig, trading: TradingConfig, env=None):
+    """The exchange's testnet (or, confirmed, live) account through ccxt, markets loaded."""
+    from common.exchange.ccxt_factory import create_ccxt_exchange
+    from common.exchange.ccxt_gateway import TRADABLE, CcxtGateway
+    from common.exchange.retry import RetryPolicy, call_with_retry
+    from common.secrets import load_exchange_credentials
+
+    exchange = trading.trading_exchange
+    if exchange not in TRADABLE:
+        raise ConfigError(f"trading_exchange = {exchange}: orders go through ccxt only to {', '.join(TRADABLE)}")
+    credentials = load_exchange_credentials(exchange, env)
+    if credentials is None:
+        prefix = f"CRYPTOBOT_{exchange.upper()}_"
+        raise ConfigError(f"paper_trading = false needs {exchange} API keys: set {prefix}API_KEY and "
+                          f"{prefix}API_SECRET, or put them in the secrets file (README, Secrets)")
+    client = create_ccxt_exchange(exchange, config.exchanges.market_type, api_base_url=config.execution.api_base_url,
+                                  credentials=credentials, sandbox=trading.use_testnet,
+                                  timeout_ms=config.execution.request_timeout_ms)
+    retry = RetryPolicy(max_attempts=config.execution.retry_max_attempts)
+    call_with_retry(client.load_markets, retry, f"{exchange} load_markets")
+    return CcxtGateway(client, exchange, "testnet" if trading.use_testnet else "live", config.exchanges.symbol_map,
+                       retry)
 
 
 def paper_state_path(config: AppConfig, exchange: str) -> Path:

@@ -56,7 +56,29 @@ def create_ccxt_exchange(exchange_id: str, market_type: str = "swap", *, api_bas
         client.set_sandbox_mode(True)  # replaces urls['api'], so any override comes after
     if api_base_url is not None:
         client.urls["api"] = _rebase_urls(client.urls["api"], api_base_url, client.hostname)
+        if exchange_id == "binance":
+            _map_errors_as_on_binance(client, api_base_url)
     return client
+
+
+def _map_errors_as_on_binance(client: ccxt.Exchange, base_url: str) -> None:
+    """ccxt maps Binance's futures error codes (-2019 margin is insufficient, -4116 duplicate
+    client id, ...) only for responses from Binance's own hosts: name the host a rebased URL
+    stands for, so that a proxy or the fake exchange raises the same exceptions."""
+    by_url = client.get_exceptions_by_url
+    base = base_url.rstrip("/")
+    hosts = {"/fapi/": "fapi", "/dapi/": "dapi", "/eapi/": "eapi", "/papi/": "papi", "/api/": "api",
+             "/sapi/": "api"}
+
+    def exceptions_by_url(url, exact_or_broad):
+        if url and url.startswith(base + "/"):
+            path = url[len(base):]
+            host = next((h for prefix, h in hosts.items() if path.startswith(prefix)), None)
+            if host is not None:
+                url = f"https://{host}.binance.com{path}"
+        return by_url(url, exact_or_broad)
+
+    client.get_exceptions_by_url = exceptions_by_url
 
 
 def _count_non_json_responses(client: ccxt.Exchange) -> None:
