@@ -170,7 +170,7 @@ def _sentiment(spark: SparkSession, config: AppConfig, signals: pd.DataFrame) ->
 def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: pd.DataFrame) -> None:
     from delta.tables import DeltaTable
 
-    from streaming.signals import append_audit
+    from common.audit_log import append_audit
 
     updates = spark.createDataFrame(scored, _updates_schema())
     target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))

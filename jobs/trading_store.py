@@ -164,7 +164,7 @@ def audit(spark: SparkSession, config: AppConfig, events: list[dict]) -> None:
     is derived from the entity and its move, so a repeated run adds nothing."""
     if not events:
         return
-    from streaming.signals import append_audit
+    from common.audit_log import append_audit
 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = [(hashlib.sha256("|".join(str(e.get(k)) for k in ("entity_type", "entity_id", "from_status", "to_status",

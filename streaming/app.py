@@ -1,7 +1,9 @@
 """`cryptobot stream`: the streaming app, one Spark driver running the pipeline's queries:
 Kafka -> bronze (raw), bronze -> silver (validated, quarantined, deduplicated),
 silver -> unified and consolidated, unified -> analytics (structure, zones, sentiment),
-zones -> signals (scored in the same batch). Each query has its own checkpoint.
+zones -> signals. Each query has its own checkpoint. After a batch that found signals the
+scorer and then the execution engine run, and the position manager on its cadence, in this
+driver or as their own applications (streaming/trading_jobs.py).
 
 `available_now` drains everything available stage by stage (bronze, silver, unified,
 analytics, signals) and returns: for replays, tests, cron. Otherwise every query runs on the
@@ -20,6 +22,7 @@ from streaming.analytics import start_analytics_query
 from streaming.bronze import bronze_queries, start_bronze_query
 from streaming.signals import start_signals_query
 from streaming.silver import silver_queries, start_silver_query
+from streaming.trading_jobs import TradingJobs
 from streaming.unified import start_unified_query
 
 log = logging.getLogger(__name__)
@@ -38,21 +41,24 @@ class StreamReport:
 STAGE_NAMES = ("bronze", "silver", "unified", "analytics", "signals")
 
 
-def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: list[str] | None = None):
+def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: list[str] | None = None,
+                    trading_jobs: TradingJobs | None = None):
     """Functions starting each stage's queries, in data-flow order."""
+    after_signals = trading_jobs.after_signals if trading_jobs else None
     return [
         lambda: [start_bronze_query(spark, config, q, available_now) for q in bronze_queries(config, exchanges)],
         lambda: [start_silver_query(spark, config, q, available_now) for q in silver_queries(config, exchanges)],
         lambda: [start_unified_query(spark, config, kind, available_now) for kind in ("klines", "market")],
         lambda: [start_analytics_query(spark, config, kind, available_now) for kind in ("klines", "market")],
-        lambda: [start_signals_query(spark, config, available_now)],
+        lambda: [start_signals_query(spark, config, available_now, after_signals)],
     ]
 
 
 def run_stream(spark, config: AppConfig, available_now: bool = False, stop: threading.Event | None = None,
                exchanges: list[str] | None = None, stages: int | None = None) -> StreamReport:
     """Run the pipeline (or its first `stages` stages: 1 = bronze only)."""
-    starters = pipeline_stages(spark, config, available_now, exchanges)[:stages]
+    trading_jobs = TradingJobs(spark, config)
+    starters = pipeline_stages(spark, config, available_now, exchanges, trading_jobs)[:stages]
     report = StreamReport()
     if available_now:
         for stage, start in zip(STAGE_NAMES, starters):
@@ -60,6 +66,7 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
             _drain(start(), report)
             report.stage_seconds[stage] = round(time.monotonic() - started, 1)
             log.info("event=stage_drained stage=%s seconds=%.1f", stage, report.stage_seconds[stage])
+        trading_jobs.wait()
         return report
     queries = [q for start in starters for q in start()]
     log.info("event=stream_started queries=%s", ",".join(q.name for q in queries))
@@ -69,28 +76,16 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     try:
         while not stop.is_set() and all(q.isActive for q in queries):
             if trading and time.monotonic() >= next_manage:
-                _manage_positions(spark, config)
+                trading_jobs.manage_positions()
                 next_manage = time.monotonic() + config.streaming.position_manager_interval_seconds
             stop.wait(1.0)
     finally:
         for query in queries:
             if query.isActive:
                 query.stop()
+        trading_jobs.wait(timeout_s=300)  # a submitted job finishes what it started
     _collect(queries, report)
     return report
-
-
-def _manage_positions(spark, config: AppConfig) -> None:
-    """The position manager on its cadence, in the driver beside the queries; a failure is
-    logged and retried at the next turn, the stream goes on."""
-    from jobs import position_manager
-
-    try:
-        result = position_manager.run(spark, config)
-        if result.actions:
-            log.info("event=positions_managed %s", result.describe().replace("\n", ";"))
-    except Exception:  # noqa: BLE001 - logged with its traceback; the next turn tries again
-        log.exception("event=position_manager_failed")
 
 
 def _drain(queries, report: StreamReport) -> None:

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from common.analytics.structure import EVENT_COLUMNS
 from common.analytics.zones import ZONE_COLUMNS
+from common.audit_log import append_audit
 from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.signal_status import SignalStatus
@@ -152,34 +153,13 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
         signals.unpersist()
 
 
-def append_audit(spark: SparkSession, config: AppConfig, audit: DataFrame) -> None:
-    """Insert the audit rows whose event_id is not there yet (a re-run writes nothing twice)."""
-    from delta.tables import DeltaTable
+def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool, after_signals=None):
+    """after_signals: what to run after a batch that found signals (streaming/trading_jobs.py);
+    the scorer and the execution engine in-process by default."""
+    from streaming.trading_jobs import score_and_execute
 
-    target = DeltaTable.forPath(spark, location_of(config, "trading.audit_log"))
-    (target.alias("t").merge(audit.alias("s"), "t.event_id = s.event_id")
-     .whenNotMatchedInsertAll().execute())
-
-
-
-
-def score_and_execute(spark: SparkSession, config: AppConfig) -> None:
-    """After a batch that found signals: the scorer, then the execution engine when a signal was
-    confirmed. In-process, so never two of the same at once (this query's batches are serial).
-    A failure of either is logged and left for the next batch: it must not stop ingestion."""
-    from jobs import execution_engine, statistical_scorer
-
-    try:
-        scored = statistical_scorer.run(spark, config)
-        if any(move.endswith("->confirmed") for move in scored.moves):
-            log.info("event=execution_after_scoring %s", execution_engine.run(spark, config).describe()
-                     .replace("\n", ";"))
-    except Exception:  # noqa: BLE001 - logged with its traceback, retried after the next batch
-        log.exception("event=score_or_execute_failed")
-
-
-def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool):
     checkpoint = config.lake.checkpoint_path("signals")
+    after_signals = after_signals or (lambda: score_and_execute(spark, config))
 
     def scan(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -188,7 +168,7 @@ def start_signals_query(spark: SparkSession, config: AppConfig, available_now: b
             return
         count = insert_new_signals(spark, config, signals)
         if count:
-            score_and_execute(spark, config)
+            after_signals()
         log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count, time.monotonic() - started)
 
     writer = (spark.readStream.format("delta").load(location_of(config, "gold.liquidity_zones"))

@@ -1,0 +1,19 @@
+"""trading.audit_log: one row per status change of a signal, an order or a position, with its
+time, reason and actor. Written by the signal scanner, the scorer, the execution engine and
+the position manager; each event's id is derived from what it records, so a re-run adds
+nothing twice."""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+
+from common.catalog import location_of
+from common.config import AppConfig
+
+
+def append_audit(spark: SparkSession, config: AppConfig, audit: DataFrame) -> None:
+    """Insert the audit rows whose event_id is not there yet."""
+    from delta.tables import DeltaTable
+
+    target = DeltaTable.forPath(spark, location_of(config, "trading.audit_log"))
+    (target.alias("t").merge(audit.alias("s"), "t.event_id = s.event_id")
+     .whenNotMatchedInsertAll().execute())

@@ -1,0 +1,133 @@
+"""The trading jobs the running stream sets off: the scorer then the execution engine after a
+batch that found signals, and the position manager on its cadence.
+
+`[streaming] trading_jobs` says how:
+- `in_process` (the default): in the stream's own driver and SparkSession, right after the
+  batch. The batches of a query run one after another, so two runs of a job never overlap,
+  and the scorer's writes to gold.signals_all never race the signals query's (Delta would
+  fail one of two concurrent writers to a table).
+- `spark_submit`: each job is its own application, `spark-submit jobs/<job>.py` (the
+  `[streaming] job_submit_command` prefix, or this machine's spark-submit with the project's
+  jars and Spark defaults), so a cluster can give the jobs their own resources. A job still
+  running when its next turn comes is not started again; a failed one is logged and left for
+  its next turn (a write that lost a race with the stream is retried then).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from common.config import AppConfig
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SCORE_THEN_EXECUTE = ("statistical_scorer", "execution_engine")
+MANAGE = ("position_manager",)
+
+
+class TradingJobs:
+    def __init__(self, spark, config: AppConfig, submit_prefix: list[str] | None = None):
+        self.spark, self.config = spark, config
+        self.mode = config.streaming.trading_jobs
+        self.submit_prefix = submit_prefix or submit_command(config)
+        self._running: dict[tuple[str, ...], threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def after_signals(self) -> None:
+        if self.mode == "in_process":
+            score_and_execute(self.spark, self.config)
+        else:
+            self.submit(SCORE_THEN_EXECUTE)
+
+    def manage_positions(self) -> None:
+        if self.mode == "in_process":
+            _manage_in_process(self.spark, self.config)
+        else:
+            self.submit(MANAGE)
+
+    def submit(self, jobs: tuple[str, ...]) -> bool:
+        """Start the chain of jobs (each only if the one before succeeded) unless it is still
+        running; returns whether it was started."""
+        with self._lock:
+            running = self._running.get(jobs)
+            if running is not None and running.is_alive():
+                log.info("event=job_still_running jobs=%s", ",".join(jobs))
+                return False
+            thread = threading.Thread(target=self._run_chain, args=(jobs,), name="submit-" + "-".join(jobs),
+                                      daemon=True)
+            self._running[jobs] = thread
+            thread.start()
+            return True
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Until the submitted jobs are done (at shutdown, and in tests)."""
+        for thread in list(self._running.values()):
+            thread.join(timeout_s)
+
+    def _run_chain(self, jobs: tuple[str, ...]) -> None:
+        for job in jobs:
+            command = [*self.submit_prefix, str(PROJECT_ROOT / "jobs" / f"{job}.py")]
+            log.info("event=job_submitted job=%s command=%s", job, shlex.join(command))
+            try:
+                finished = subprocess.run(command, cwd=PROJECT_ROOT, env=_job_env(), capture_output=True, text=True)
+            except OSError as error:
+                log.error("event=job_submit_failed job=%s error=%s", job, error)
+                return
+            if finished.returncode != 0:
+                log.error("event=job_failed job=%s exit=%d stderr=%s", job, finished.returncode,
+                          finished.stderr[-2000:].replace("\n", " | "))
+                return
+            log.info("event=job_finished job=%s output=%s", job, finished.stdout.strip().replace("\n", "; "))
+
+
+def submit_command(config: AppConfig) -> list[str]:
+    """`[streaming] job_submit_command`, or spark-submit beside this Python with the master,
+    Spark defaults and jars the stream itself uses."""
+    if config.streaming.job_submit_command:
+        return shlex.split(config.streaming.job_submit_command)
+    jars = sorted(str(p) for p in (PROJECT_ROOT / "jars" / "spark").glob("*.jar"))
+    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", config.spark.master,
+               "--properties-file", str(PROJECT_ROOT / "conf" / "spark-defaults.conf")]
+    return command + (["--jars", ",".join(jars)] if jars else [])
+
+
+def score_and_execute(spark, config: AppConfig) -> None:
+    """In-process, after a batch that found signals: the scorer, then the execution engine when a
+    signal was confirmed. A failure of either is logged and left for the next batch: it must not
+    stop ingestion."""
+    from jobs import execution_engine, statistical_scorer
+
+    try:
+        scored = statistical_scorer.run(spark, config)
+        if any(move.endswith("->confirmed") for move in scored.moves):
+            log.info("event=execution_after_scoring %s", execution_engine.run(spark, config).describe()
+                     .replace("\n", ";"))
+    except Exception:  # noqa: BLE001 - logged with its traceback, retried after the next batch
+        log.exception("event=score_or_execute_failed")
+
+
+def _job_env() -> dict[str, str]:
+    """The stream's environment, with this Python for the job's workers and the project's Spark conf."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("SPARK_CONF_DIR", str(PROJECT_ROOT / "conf"))
+    return env
+
+
+def _manage_in_process(spark, config: AppConfig) -> None:
+    """The position manager in the stream's driver; a failure is logged and retried at the next
+    turn, the stream goes on."""
+    from jobs import position_manager
+
+    try:
+        result = position_manager.run(spark, config)
+        if result.actions:
+            log.info("event=positions_managed %s", result.describe().replace("\n", ";"))
+    except Exception:  # noqa: BLE001 - logged with its traceback; the next turn tries again
+        log.exception("event=position_manager_failed")

@@ -1,0 +1,60 @@
+"""The stream's trading jobs as separate applications (`[streaming] trading_jobs = spark_submit`):
+the scorer then the execution engine, the second only after the first succeeded; a job still
+running is not started again. spark-submit is stood in for by a script that notes its calls."""
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.config import load_config
+from streaming.trading_jobs import MANAGE, SCORE_THEN_EXECUTE, TradingJobs, submit_command
+
+FAKE_SUBMIT = [sys.executable, str(Path(__file__).parent / "scripts" / "fake_spark_submit.py")]
+
+
+@pytest.fixture
+def calls(tmp_path, monkeypatch):
+    log = tmp_path / "submitted.log"
+    monkeypatch.setenv("FAKE_SUBMIT_LOG", str(log))
+    return lambda: log.read_text().split("\n")[:-1] if log.exists() else []
+
+
+@pytest.fixture
+def jobs():
+    config = load_config(env={"CRYPTOBOT_STREAMING__TRADING_JOBS": "spark_submit"})
+    return TradingJobs(None, config, submit_prefix=FAKE_SUBMIT)
+
+
+def test_the_scorer_then_the_execution_engine_each_its_own_application(jobs, calls):
+    jobs.after_signals()
+    jobs.wait(30)
+    assert calls() == ["start statistical_scorer", "end statistical_scorer",
+                       "start execution_engine", "end execution_engine"]
+
+
+def test_a_job_still_running_is_not_started_again(jobs, calls):
+    assert jobs.submit(MANAGE) is True
+    assert jobs.submit(MANAGE) is False  # its previous turn is still running
+    jobs.wait(30)
+    assert jobs.submit(MANAGE) is True
+    jobs.wait(30)
+    assert calls() == ["start position_manager", "end position_manager"] * 2
+
+
+def test_a_failed_scorer_stops_the_chain_and_is_logged(jobs, calls, monkeypatch, caplog):
+    monkeypatch.setenv("FAKE_SUBMIT_FAIL", "statistical_scorer")
+    with caplog.at_level(logging.ERROR, logger="streaming.trading_jobs"):
+        jobs.submit(SCORE_THEN_EXECUTE)
+        jobs.wait(30)
+    assert calls() == ["start statistical_scorer", "end statistical_scorer"]  # no execution after it
+    assert "event=job_failed job=statistical_scorer exit=3" in caplog.text
+
+
+def test_the_default_command_is_this_machines_spark_submit_with_the_streams_settings():
+    config = load_config(env={"CRYPTOBOT_SPARK__MASTER": "local[1]"})
+    command = submit_command(config)
+    assert Path(command[0]).name == "spark-submit" and Path(command[0]).parent == Path(sys.executable).parent
+    assert command[1:3] == ["--master", "local[1]"] and "--properties-file" in command
+    custom = load_config(env={"CRYPTOBOT_STREAMING__JOB_SUBMIT_COMMAND": "spark-submit --master yarn"})
+    assert submit_command(custom) == ["spark-submit", "--master", "yarn"]
