@@ -104,7 +104,7 @@ def _check_against_exchange(spark, config, gateway, trading, result: ManagerResu
         want = expected.get(symbol, Decimal(0))
         if held != want:
             events.append({"entity_type": "position", "entity_id": f"{gateway.name}:{symbol}", "from_status": None,
-                           "to_status": "mismatch", "reason": f"the exchange holds {held}, our open positions {want}",
+                           "to_status": "mismatch", "reason": f"the exchange holds {held.normalize():f}, our open positions {want.normalize():f}",
                            "actor": ACTOR})
             log.warning("event=position_mismatch exchange=%s symbol=%s exchange_amount=%s tracked_amount=%s",
                          gateway.name, symbol, held, want)

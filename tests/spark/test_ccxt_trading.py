@@ -59,7 +59,7 @@ def test_a_confirmed_signal_traded_on_the_testnet_from_entry_to_tp2(spark, testn
     assert execution_engine.run(spark, testnet).placed == 1
     entry = legs(spark)[("entry", 0)]
     assert (entry.status, entry.mode, entry.amount, entry.price) == ("open", "testnet", D("0.1"), D(59_000))
-    assert fake.order("binance", client_order_id(SIGNAL, "entry")).status == "NEW"  # on the exchange, once
+    assert fake.order("binance", client_order_id(SIGNAL, "entry")).state == "new"  # on the exchange, once
     assert execution_engine.run(spark, testnet).placed == 0
 
     fake.advance_price("binance", SYMBOL, high=59_500, low=58_900, close=59_200)  # fills the entry
@@ -77,7 +77,7 @@ def test_a_confirmed_signal_traded_on_the_testnet_from_entry_to_tp2(spark, testn
     assert (placed[("tp1", 0)].status, placed[("sl", 0)].status, placed[("sl", 1)].status) == (
         "closed", "canceled", "open")
     assert placed[("sl", 1)].stop_price > D(59_000)  # breakeven after fees
-    assert fake.order("binance", client_order_id(SIGNAL, "sl", 0), conditional=True).status == "CANCELED"
+    assert fake.order("binance", client_order_id(SIGNAL, "sl", 0), conditional=True).state == "canceled"
 
     fake.advance_price("binance", SYMBOL, high=62_300, low=61_000, close=62_100)  # TP2
     position_manager.run(spark, testnet)
