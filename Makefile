@@ -16,7 +16,7 @@ JOB         ?= init_tables
 PYTEST_ARGS ?=
 ARGS        ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage sanity sql submit bench test test-unit \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage demo sanity sql submit bench test test-unit \
         test-spark \
         test-integration dist clean clean-data
 
@@ -72,6 +72,22 @@ produce: setup
 # The sample series (or ARGS="--from file --file x.csv ...") into Kafka.
 replay: setup
 	$(CRYPTOBOT) replay $(if $(ARGS),$(ARGS),--from sample)
+
+# Paper trading on the sample, as if live, in data/demo with its own broker: replay the sample
+# into Kafka, run the stream over it (nothing traded after the fact), then step a clock through
+# it scoring, executing and managing as of each step; exit 1 unless the books reconcile.
+DEMO_ENV = CRYPTOBOT_PATHS__DATA_DIR=$(CURDIR)/data/demo CRYPTOBOT_LAKE__ROOT=$(CURDIR)/data/demo/lake \
+           CRYPTOBOT_LAKE__CHECKPOINT_ROOT=$(CURDIR)/data/demo/checkpoints \
+           CRYPTOBOT_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092 CRYPTOBOT_KAFKA__CONTROLLER_PORT=19093 \
+           CRYPTOBOT_STREAMING__TRADING_JOBS=off
+demo: setup
+	-$(DEMO_ENV) $(CRYPTOBOT) kafka down
+	rm -rf data/demo
+	$(DEMO_ENV) $(CRYPTOBOT) kafka up
+	$(DEMO_ENV) $(CRYPTOBOT) init
+	$(DEMO_ENV) $(CRYPTOBOT) replay --from sample
+	$(DEMO_ENV) $(CRYPTOBOT) stream --available-now
+	$(DEMO_ENV) $(CRYPTOBOT) demo $(ARGS); status=$$?; $(DEMO_ENV) $(CRYPTOBOT) kafka down; exit $$status
 
 # The streaming app: Kafka -> bronze. make stream ARGS=--available-now to drain and exit.
 stream: setup

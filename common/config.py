@@ -93,7 +93,7 @@ class StreamingConfig:
     trigger_interval_seconds: int
     max_offsets_per_trigger: int
     position_manager_interval_seconds: int
-    trading_jobs: str  # in_process | spark_submit (streaming/trading_jobs.py)
+    trading_jobs: str  # in_process | spark_submit | off (streaming/trading_jobs.py)
     job_submit_command: str | None  # the spark-submit prefix for spark_submit; None = this machine's
 
 
@@ -336,7 +336,7 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             max_offsets_per_trigger=get.whole_number("streaming", "max_offsets_per_trigger", 1, 10**9),
             position_manager_interval_seconds=get.whole_number("streaming", "position_manager_interval_seconds", 5,
                                                                86_400),
-            trading_jobs=get.choice("streaming", "trading_jobs", ("in_process", "spark_submit")),
+            trading_jobs=get.choice("streaming", "trading_jobs", ("in_process", "spark_submit", "off")),
             job_submit_command=get.optional_text("streaming", "job_submit_command"),
         ),
         producer=ProducerConfig(

@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("manage", help="reconcile orders and positions with the exchange; protect, move to "
                                        "breakeven and close positions")
 
+    demo = commands.add_parser("demo", help="paper-trade the history in the lake as if live: step a clock through "
+                                            "it, scoring, executing and managing as of each step; check the books")
+    demo.add_argument("--step-minutes", type=int, default=15, help="manager turns while a position is open")
+    demo.add_argument("--days", type=float, help="only the signals of the last DAYS days of klines")
+
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -292,6 +297,19 @@ def _trading_job(config, name: str) -> int:
     return 0
 
 
+def _demo(args, config) -> int:
+    from common.spark_session import build_spark_session
+    from jobs import paper_replay
+
+    spark = build_spark_session(config, "cryptobot-demo")
+    try:
+        report = paper_replay.run(spark, config, step_minutes=args.step_minutes, days=args.days)
+        print(report.describe())
+    finally:
+        spark.stop()
+    return 0 if report.reconciled else 1
+
+
 def _symbols(args, config) -> int:
     from jobs import symbol_check
 
@@ -319,7 +337,7 @@ def _first_line(err: Exception) -> str:
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
             "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
             "symbols": _symbols, "scan": _scan, "score": _score,
-            "execute": _execute, "manage": _manage}
+            "execute": _execute, "manage": _manage, "demo": _demo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,7 +49,8 @@ class ExecutionResult:
         return "\n".join(lines + [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())])
 
 
-def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult:
+def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None) -> ExecutionResult:
+    """as_of_ms (paper only): trade as if now were then, on the klines known by then."""
     trading = read_trading_config(spark)
     gateway = gateway or build_gateway(config, trading)
     result = ExecutionResult()
@@ -64,7 +65,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ExecutionResult
                .orderBy("known_at_ms", "signal_id").collect())
     if not signals:
         return result
-    clocks = _clocks(spark, config, gateway, sorted({s.symbol for s in signals}))
+    clocks = _clocks(spark, config, gateway, sorted({s.symbol for s in signals}), as_of_ms)
     if not clocks:
         result.halted = (f"paper trading needs 1m klines of {gateway.name} in silver.unified_klines for the "
                          f"signals' symbols (none found): add 1m to [exchanges] intervals")
@@ -169,11 +170,11 @@ def _send_entry(spark, config, gateway, row) -> str:
     return "entry order sent"
 
 
-def _clocks(spark, config, gateway, symbols: list[str]) -> dict[str, int]:
+def _clocks(spark, config, gateway, symbols: list[str], as_of_ms: int | None = None) -> dict[str, int]:
     """Now, per symbol: on paper the close of its newest 1m kline (the data's clock), else the wall."""
     if gateway.mode != "paper":
         return dict.fromkeys(symbols, int(datetime.now(timezone.utc).timestamp() * 1000))
-    clocks = latest_minute_closes(spark, config, gateway.name, symbols)
+    clocks = latest_minute_closes(spark, config, gateway.name, symbols, as_of_ms)
     for symbol, now_ms in clocks.items():
         gateway.set_clock(symbol, now_ms)
     return clocks

@@ -52,7 +52,8 @@ class ManagerResult:
         return "\n".join(["position manager:"] + [f"  {a}: {n}" for a, n in sorted(self.actions.items())])
 
 
-def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
+def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None) -> ManagerResult:
+    """as_of_ms (paper only): the paper exchange matches the 1m klines up to then, no further."""
     trading = read_trading_config(spark)
     gateway = gateway or build_gateway(config, trading)
     result = ManagerResult()
@@ -64,7 +65,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None) -> ManagerResult:
         return result
     orders = read_orders(spark, config, "signal_id IN (" + ",".join(f"'{s}'" for s in signal_ids) + ")")
     symbols = sorted({o.symbol for o in orders})
-    clocks = (_advance_paper(spark, config, gateway, orders) if gateway.mode == "paper"
+    clocks = (_advance_paper(spark, config, gateway, orders, as_of_ms) if gateway.mode == "paper"
               else dict.fromkeys(symbols, _wall_ms()))
     orders = _refresh(spark, config, gateway, orders, result)
     signals = {r.signal_id: r for r in read_table(spark, config, "gold.signals_all")
@@ -104,8 +105,9 @@ def _check_against_exchange(spark, config, gateway, trading, result: ManagerResu
         want = expected.get(symbol, Decimal(0))
         if held != want:
             events.append({"entity_type": "position", "entity_id": f"{gateway.name}:{symbol}", "from_status": None,
-                           "to_status": "mismatch", "reason": f"the exchange holds {held.normalize():f}, our open positions {want.normalize():f}",
-                           "actor": ACTOR})
+                           "to_status": "mismatch", "actor": ACTOR,
+                           "reason": f"the exchange holds {held.normalize():f}, "
+                                     f"our open positions {want.normalize():f}"})
             log.warning("event=position_mismatch exchange=%s symbol=%s exchange_amount=%s tracked_amount=%s",
                          gateway.name, symbol, held, want)
         for order in orders:
@@ -118,7 +120,8 @@ def _check_against_exchange(spark, config, gateway, trading, result: ManagerResu
     result.actions["differences with the exchange"] += len(events)
 
 
-def _advance_paper(spark, config, gateway, orders: list[OrderRow]) -> dict[str, int]:
+def _advance_paper(spark, config, gateway, orders: list[OrderRow],
+                   as_of_ms: int | None = None) -> dict[str, int]:
     """Feed the paper exchange the 1m klines after what it has matched; returns each symbol's
     now (the close of its newest 1m kline)."""
     symbols = sorted({o.symbol for o in orders})
@@ -126,7 +129,8 @@ def _advance_paper(spark, config, gateway, orders: list[OrderRow]) -> dict[str, 
               for s in symbols]
     klines = (read_table(spark, config, "silver.unified_klines")
               .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols)
-                     & (F.col("open_time_ms") > min(starts)))
+                     & (F.col("open_time_ms") > min(starts))
+                     & (F.col("close_time_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62)))
               .select("symbol", "open_time_ms", "open", "high", "low", "close").orderBy("open_time_ms").collect())
     gateway.advance(Bar(k.symbol, k.open_time_ms, _d(k.open), _d(k.high), _d(k.low), _d(k.close)) for k in klines)
     return {symbol: gateway.now_ms(symbol) for symbol in symbols}

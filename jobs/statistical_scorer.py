@@ -54,15 +54,19 @@ class ScoringResult:
         return "\n".join(lines)
 
 
-def run(spark: SparkSession, config: AppConfig) -> ScoringResult:
+def run(spark: SparkSession, config: AppConfig, as_of_ms: int | None = None) -> ScoringResult:
+    """as_of_ms: score as if now were then (a paper replay stepping through history): only the
+    signals, bars and zone versions known by then are read. None = everything there is."""
     trading = read_trading_config(spark)
     calibration = latest_calibration(spark, config)
     open_signals = read_table(spark, config, "gold.signals_all").where(F.col("status").isin(*OPEN_FOR_SCORING))
+    if as_of_ms is not None:
+        open_signals = open_signals.where(F.col("known_at_ms") <= as_of_ms)
     signals = open_signals.toPandas()
     if signals.empty:
         return ScoringResult(calibration_version=calibration.version)
-    since = _bars_since_trigger(spark, config, open_signals).toPandas()
-    zones = _latest_zone_versions(spark, config, open_signals).toPandas()
+    since = _bars_since_trigger(spark, config, open_signals, as_of_ms).toPandas()
+    zones = _latest_zone_versions(spark, config, open_signals, as_of_ms).toPandas()
     sentiment = _sentiment(spark, config, signals).toPandas()
     scored = score_signals(signals, since, zones, sentiment, trading, calibration, config)
     result = ScoringResult(scored=len(scored), calibration_version=calibration.version)
@@ -136,13 +140,15 @@ def _sentiment_as_of(sentiment: pd.DataFrame, exchange: str, symbol: str, as_of_
     return float(latest.sentiment_score), None if pd.isna(latest.confidence) else float(latest.confidence)
 
 
-def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: DataFrame) -> DataFrame:
+def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: DataFrame,
+                        as_of_ms: int | None = None) -> DataFrame:
     """Per signal: the closed bars of its series after the trigger bar (high, low, the last close)."""
     keys = open_signals.select("signal_id", "exchange", "symbol", "interval", "trigger_bar_time_ms")
     first = keys.agg(F.min("trigger_bar_time_ms")).first()[0]
     symbols = [r.symbol for r in keys.select("symbol").distinct().collect()]
     klines = (read_table(spark, config, "silver.unified_klines")
-              .where(F.col("symbol").isin(symbols) & (F.col("open_time_ms") > F.lit(first)))
+              .where(F.col("symbol").isin(symbols) & (F.col("open_time_ms") > F.lit(first))
+                     & (F.col("close_time_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62)))
               .select("exchange", "symbol", "interval", "open_time_ms", "close_time_ms", "high", "low"))
     return (F.broadcast(keys).join(klines, ["exchange", "symbol", "interval"])
             .where(F.col("open_time_ms") > F.col("trigger_bar_time_ms"))
@@ -150,12 +156,14 @@ def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: Da
                                       F.min("low").alias("min_low"), F.max("close_time_ms").alias("last_close_ms")))
 
 
-def _latest_zone_versions(spark: SparkSession, config: AppConfig, open_signals: DataFrame) -> DataFrame:
+def _latest_zone_versions(spark: SparkSession, config: AppConfig, open_signals: DataFrame,
+                          as_of_ms: int | None = None) -> DataFrame:
     from pyspark.sql import Window
 
     zone_ids = open_signals.select("zone_id").distinct()
     latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc(), F.col("version").desc())
     return (read_table(spark, config, "gold.liquidity_zones").join(F.broadcast(zone_ids), "zone_id")
+            .where(F.col("known_at_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62))
             .withColumn("n", F.row_number().over(latest)).where("n = 1")
             .select("zone_id", "status", "quality", "touches", "rejections", "breaks", "known_at_ms"))
 

@@ -196,10 +196,12 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
                              "updated_at": "current_timestamp()"}).execute())
 
 
-def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, symbols: list[str]) -> dict[str, int]:
-    """The data's clock of each market on paper: the close of its newest 1m kline."""
+def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, symbols: list[str],
+                         as_of_ms: int | None = None) -> dict[str, int]:
+    """The data's clock of each market on paper: the close of its newest 1m kline (by as_of_ms)."""
     rows = (read_table(spark, config, "silver.unified_klines")
-            .where((F.col("exchange") == exchange) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols))
+            .where((F.col("exchange") == exchange) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols)
+                   & (F.col("close_time_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62)))
             .groupBy("symbol").agg(F.max("close_time_ms").alias("latest")).collect())
     return {r.symbol: int(r.latest) for r in rows}
 

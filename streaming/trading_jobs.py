@@ -6,6 +6,8 @@ batch that found signals, and the position manager on its cadence.
   batch. The batches of a query run one after another, so two runs of a job never overlap,
   and the scorer's writes to gold.signals_all never race the signals query's (Delta would
   fail one of two concurrent writers to a table).
+- `off`: neither; for a replay of history (what it finds is scored and traded as of its own
+  time by `cryptobot demo`, not as of the end of the replay).
 - `spark_submit`: each job is its own application, `spark-submit jobs/<job>.py` (the
   `[streaming] job_submit_command` prefix, or this machine's spark-submit with the project's
   jars and Spark defaults), so a cluster can give the jobs their own resources. A job still
@@ -39,12 +41,16 @@ class TradingJobs:
         self._lock = threading.Lock()
 
     def after_signals(self) -> None:
+        if self.mode == "off":
+            return
         if self.mode == "in_process":
             score_and_execute(self.spark, self.config)
         else:
             self.submit(SCORE_THEN_EXECUTE)
 
     def manage_positions(self) -> None:
+        if self.mode == "off":
+            return
         if self.mode == "in_process":
             _manage_in_process(self.spark, self.config)
         else:

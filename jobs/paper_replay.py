@@ -1,0 +1,161 @@
+"""Paper trading over history already in the lake, as if it were happening now: a clock steps
+through the 1m klines and at each step the scorer, the execution engine and the position
+manager run as of that time, on the paper exchange. The same jobs as live, only the clock is
+the data's; `make demo` runs it after replaying the sample through the stream (with
+`[streaming] trading_jobs = "off"`, so that nothing is scored after the fact).
+
+The clock stops at every time a signal became known (it is scored then, and traded if
+confirmed) and every `step_minutes` while an order or a position is open (the manager
+protects, moves the stop, closes). At the end it checks that the books reconcile to the cent:
+the paper wallet is the initial equity plus what trading.positions_closed and
+trading.positions_open record, trading.daily_pnl sums to the closed positions, and every
+order's fills in trading.orders are the paper exchange's. `cryptobot demo`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from common.catalog import read_table
+from common.config import AppConfig, ConfigError
+from common.trading_config import read_trading_config
+from jobs import execution_engine, position_manager, statistical_scorer
+from jobs.trading_store import build_gateway, latest_minute_closes, read_orders
+
+log = logging.getLogger(__name__)
+MINUTE_MS = 60_000
+
+
+@dataclass
+class ReplayReport:
+    steps: int = 0
+    signals_scored: int = 0
+    entries_placed: int = 0
+    seconds: float = 0.0
+    positions_closed: int = 0
+    net_pnl: Decimal = Decimal(0)
+    equity: Decimal = Decimal(0)
+    checks: dict[str, str | None] = field(default_factory=dict)  # check -> None when it holds, else why not
+
+    @property
+    def reconciled(self) -> bool:
+        return all(problem is None for problem in self.checks.values())
+
+    def describe(self) -> str:
+        lines = [f"paper replay: {self.steps} steps in {self.seconds:.0f} s, {self.signals_scored} signal scorings, "
+                 f"{self.entries_placed} entries placed, {self.positions_closed} positions closed, "
+                 f"net P&L {self.net_pnl:.2f}, paper equity {self.equity:.2f}"]
+        lines += [f"  {'ok  ' if problem is None else 'FAIL'} {check}" + (f": {problem}" if problem else "")
+                  for check, problem in self.checks.items()]
+        return "\n".join(lines)
+
+
+def run(spark: SparkSession, config: AppConfig, step_minutes: int = 15, days: float | None = None) -> ReplayReport:
+    trading = read_trading_config(spark)
+    if not trading.paper_trading:
+        raise ConfigError("the paper replay trades on the paper exchange only: set paper_trading = true")
+    gateway = build_gateway(config, trading)
+    started, report = time.monotonic(), ReplayReport()
+    ends = latest_minute_closes(spark, config, trading.trading_exchange, list(trading.trading_symbols))
+    if not ends:
+        raise ConfigError(f"no 1m klines of {trading.trading_exchange} for {list(trading.trading_symbols)} in "
+                          f"silver.unified_klines: replay some first (make demo does)")
+    end_ms = max(ends.values())
+    signal_times = _signal_times(spark, config, trading, None if days is None else end_ms - int(days * 86_400_000))
+    step_ms = step_minutes * MINUTE_MS
+    now_ms, busy = None, False
+    for known_at in signal_times + [end_ms]:
+        # Manager turns while something is open, up to the next signal.
+        while busy and now_ms is not None and now_ms + step_ms < known_at:
+            now_ms += step_ms
+            busy = _manage(spark, config, gateway, trading, now_ms, report)
+        now_ms = known_at
+        scored = statistical_scorer.run(spark, config, as_of_ms=now_ms)
+        report.signals_scored += scored.scored
+        if any(move.endswith("->confirmed") for move in scored.moves):
+            report.entries_placed += execution_engine.run(spark, config, gateway, as_of_ms=now_ms).placed
+        busy = _manage(spark, config, gateway, trading, now_ms, report)
+        if report.steps % 50 == 0:
+            log.info("event=paper_replay_progress step=%d of_signal_times=%d now_ms=%d", report.steps,
+                     len(signal_times), now_ms)
+    report.seconds = time.monotonic() - started
+    _check_books(spark, config, gateway, trading, report)
+    return report
+
+
+def _manage(spark, config, gateway, trading, now_ms: int, report: ReplayReport) -> bool:
+    """One manager turn as of now; whether an order or a position of ours is still open after it."""
+    report.steps += 1
+    position_manager.run(spark, config, gateway, as_of_ms=now_ms)
+    symbols = _in(trading.trading_symbols)
+    return bool(read_orders(spark, config, f"status IN ('new', 'unknown', 'open') AND symbol IN {symbols}")) or bool(
+        read_table(spark, config, "trading.positions_open")
+        .where((F.col("mode") == "paper") & F.col("symbol").isin(list(trading.trading_symbols))).limit(1).collect())
+
+
+def _in(values) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def _signal_times(spark, config, trading, from_ms: int | None) -> list[int]:
+    signals = (read_table(spark, config, "gold.signals_all")
+               .where((F.col("status") == "pending") & (F.col("exchange") == trading.trading_exchange)
+                      & F.col("symbol").isin(list(trading.trading_symbols))
+                      & F.col("interval").isin(list(trading.trading_intervals))
+                      & F.col("strategy").isin(list(trading.strategies))))
+    if from_ms is not None:
+        signals = signals.where(F.col("known_at_ms") >= from_ms)
+    return sorted(r.known_at_ms for r in signals.select("known_at_ms").distinct().collect())
+
+
+def _check_books(spark, config, gateway, trading, report: ReplayReport) -> None:
+    """The books of the traded symbols on this paper exchange (a lake may hold others')."""
+    def paper(table):
+        return (read_table(spark, config, table).where((F.col("mode") == "paper") & (F.col("exchange") == gateway.name)
+                                                       & F.col("symbol").isin(list(trading.trading_symbols)))
+                .collect())
+
+    closed, still_open = paper("trading.positions_closed"), paper("trading.positions_open")
+    report.positions_closed = len(closed)
+    report.net_pnl = sum((Decimal(r.net_pnl) for r in closed), Decimal(0))
+    report.equity = gateway.equity()
+    initial = Decimal(str(trading.paper_initial_equity_usdt))
+    booked = report.net_pnl + sum((Decimal(r.realized_pnl or 0) - Decimal(r.fees or 0) for r in still_open),
+                                  Decimal(0))
+    report.checks["paper wallet = initial equity + closed and open positions' realised P&L net of fees"] = (
+        None if report.equity == initial + booked else f"wallet {report.equity}, books {initial + booked}")
+    closed_days = sorted({r.close_date for r in closed})
+    daily = sum((Decimal(r.net_pnl) for r in read_table(spark, config, "trading.daily_pnl")
+                 .where((F.col("mode") == "paper") & (F.col("exchange") == gateway.name)
+                        & F.col("pnl_date").isin(closed_days)).collect()), Decimal(0))
+    everything_closed = sum((Decimal(r.net_pnl) for r in read_table(spark, config, "trading.positions_closed")
+                             .where((F.col("mode") == "paper") & (F.col("exchange") == gateway.name)
+                                    & F.col("close_date").isin(closed_days)).collect()), Decimal(0))
+    report.checks["trading.daily_pnl sums to trading.positions_closed, day by day"] = (
+        None if daily == everything_closed else f"daily {daily}, closed {everything_closed}")
+    differences = []
+    for row in read_orders(spark, config, f"mode = 'paper' AND exchange = '{gateway.name}' AND status != 'rejected' "
+                                          f"AND symbol IN {_in(trading.trading_symbols)}"):
+        fills = gateway.find_order(row.symbol, row.client_order_id)
+        if fills is None:
+            differences.append(f"{row.client_order_id} unknown to the paper exchange")
+        elif (fills.filled, fills.fee, fills.status) != (row.filled, row.fee, row.status):
+            differences.append(f"{row.client_order_id}: ours {(row.filled, row.fee, row.status)}, "
+                               f"paper {(fills.filled, fills.fee, fills.status)}")
+    report.checks["every order's fills in trading.orders are the paper exchange's"] = (
+        "; ".join(differences[:5]) if differences else None)
+
+
+def main() -> None:
+    from jobs.entrypoint import run_job
+
+    run_job("paper_replay", run, print_result=lambda r: print(r.describe()))
+
+
+if __name__ == "__main__":
+    main()
