@@ -27,6 +27,7 @@ average" and `score_threshold_execute` = 70 "well above average", calibrated or 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -172,6 +173,75 @@ def decide_status(score: float, plan: TradePlan, age_bars: int, max_age_bars: in
         return SignalStatus.WATCHLIST, (f"score {score:.2f} between score_threshold_watchlist "
                                         f"{watchlist_threshold:g} and score_threshold_execute {execute_threshold:g}")
     return SignalStatus.REJECTED, f"score {score:.2f} < score_threshold_watchlist {watchlist_threshold:g}"
+
+
+# -- scoring a signal ------------------------------------------------------------------------
+
+def score_signals(signals: pd.DataFrame, since: pd.DataFrame, zones: pd.DataFrame, sentiment: pd.DataFrame,
+                  trading, calibration: Calibration, config) -> pd.DataFrame:
+    """One row per signal: its new status, reason, plan, components and score, as of the last
+    bar in `since` (or the signal's own time). signals: gold.signals_all rows; since: per
+    signal_id the bars after the trigger (bars, max_high, min_low, last_close_ms); zones: the
+    latest known version of each signal's zone; sentiment: gold.sentiment_scores rows. The
+    scorer job and the backtester both call it."""
+    from common.config import INTERVAL_MS
+
+    since = since.set_index("signal_id") if len(since) else since
+    zones = zones.set_index("zone_id") if len(zones) else zones
+    max_break_age = config.signals.max_break_age_bars
+    rows = []
+    for s in signals.itertuples(index=False):
+        interval_ms = INTERVAL_MS[s.interval]
+        after = since.loc[s.signal_id] if len(since) and s.signal_id in since.index else None
+        as_of = int(after.last_close_ms) if after is not None else int(s.known_at_ms)
+        zone = zones.loc[s.zone_id] if len(zones) and s.zone_id in zones.index else None
+        touches = int(zone.touches) if zone is not None else int(s.zone_touches)
+        rejections = int(zone.rejections) if zone is not None else int(s.zone_rejections)
+        mood = _sentiment_as_of(sentiment, s.exchange, s.symbol, as_of)
+        components = {
+            "zone_quality": zone_quality_points(float(zone.quality) if zone is not None else s.zone_quality),
+            "bos": bos_points(s.direction, _text(s.bos_type), _text(s.bos_direction), s.bos_distance_atr,
+                              None if pd.isna(s.bos_age_bars) else int(s.bos_age_bars), max_break_age),
+            "confluence": confluence_points(int(s.htf_trend_agree), int(s.htf_zone_overlap),
+                                            int(s.htf_in_value_area), int(s.htf_count)),
+            "sentiment": sentiment_points(s.direction, mood[0], mood[1]),
+            "zone_behaviour": zone_behaviour_points(touches, rejections, int(s.side_rejections),
+                                                    int(s.side_breaks)),
+        }
+        score = total_score(components, calibration)
+        plan = trade_plan(s.direction, float(s.entry_price), float(s.zone_low), float(s.zone_high),
+                          None if pd.isna(s.atr) else float(s.atr), json.loads(s.target_levels or "[]"),
+                          trading.sl_buffer_atr, trading.min_rr_ratio)
+        long = s.direction == "long"
+        hit_sl = after is not None and plan.sl_price is not None and (
+            after.min_low <= plan.sl_price if long else after.max_high >= plan.sl_price)
+        hit_tp1 = after is not None and plan.tp1_price is not None and (
+            after.max_high >= plan.tp1_price if long else after.min_low <= plan.tp1_price)
+        status, reason = decide_status(score, plan, (as_of - int(s.known_at_ms)) // interval_ms,
+                                       trading.signal_max_age_bars, None if zone is None else zone.status,
+                                       bool(hit_sl), bool(hit_tp1), trading.score_threshold_execute,
+                                       trading.score_threshold_watchlist)
+        rows.append({"signal_id": s.signal_id, "previous_status": s.status, "status": status.value,
+                     "status_reason": reason, "sl_price": plan.sl_price, "tp1_price": plan.tp1_price,
+                     "tp2_price": plan.tp2_price, "rr_tp1": plan.rr_tp1, "rr_tp2": plan.rr_tp2, "score": score,
+                     **{f"score_{c}": float(v) for c, v in components.items()}, "sentiment_score": mood[0],
+                     "scored_as_of_ms": as_of, "calibration_version": calibration.version})
+    return pd.DataFrame(rows)
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _sentiment_as_of(sentiment: pd.DataFrame, exchange: str, symbol: str, as_of_ms: int):
+    if sentiment.empty:
+        return None, None
+    known = sentiment[(sentiment.exchange == exchange) & (sentiment.symbol == symbol)
+                      & (sentiment.known_at_ms <= as_of_ms)]
+    if known.empty:
+        return None, None
+    latest = known.sort_values("known_at_ms").iloc[-1]
+    return float(latest.sentiment_score), None if pd.isna(latest.confidence) else float(latest.confidence)
 
 
 # -- calibration ------------------------------------------------------------------------------
