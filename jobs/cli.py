@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--step-minutes", type=int, default=15, help="manager turns while a position is open")
     demo.add_argument("--days", type=float, help="only the signals of the last DAYS days of klines")
 
+    backtest = commands.add_parser("backtest", help="run the live strategy over silver.unified_klines (pinned at its "
+                                                    "current version) into gold.backtest_results / _trades / _equity")
+    backtest.add_argument("--config", default=None, help="the backtest's YAML (default conf/backtest.yaml)")
+    backtest.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a key of the YAML, e.g. --set symbols=BTCUSDT,ETHUSDT (repeatable)")
+
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -310,6 +316,19 @@ def _demo(args, config) -> int:
     return 0 if report.reconciled else 1
 
 
+def _backtest(args, config) -> int:
+    from common.spark_session import build_spark_session
+    from jobs import backtesting
+
+    settings = backtesting.BacktestConfig.load(args.config or backtesting.DEFAULT_FILE, args.set)
+    spark = build_spark_session(config, "cryptobot-backtest")
+    try:
+        print(backtesting.run(spark, config, settings).describe())
+    finally:
+        spark.stop()
+    return 0
+
+
 def _symbols(args, config) -> int:
     from jobs import symbol_check
 
@@ -337,7 +356,7 @@ def _first_line(err: Exception) -> str:
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
             "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
             "symbols": _symbols, "scan": _scan, "score": _score,
-            "execute": _execute, "manage": _manage, "demo": _demo}
+            "execute": _execute, "manage": _manage, "demo": _demo, "backtest": _backtest}
 
 if __name__ == "__main__":
     sys.exit(main())

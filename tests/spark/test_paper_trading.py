@@ -70,9 +70,9 @@ def test_a_confirmed_signal_traded_from_entry_to_tp2(spark, config, trading_symb
         "direction": "long", "status": "executed", "trigger_bar_time_ms": T0, "known_at_ms": T0 + H - 1,
         "entry_price": 10.0, "sl_price": 9.0, "tp1_price": 11.0, "tp2_price": 12.0}])
     append(spark, "trading.orders", [{
-        "order_id": "cb-ghost-entry-0", "client_order_id": "cb-ghost-entry-0", "signal_id": "paper-ghost", "exchange": "binance",
-        "symbol": "GHOSTUSDT", "leg": "entry", "version": 0, "side": "buy", "order_type": "limit",
-        "reduce_only": False, "price": D(10), "amount": D(5), "filled": D(0), "fee": D(0),
+        "order_id": "cb-ghost-entry-0", "client_order_id": "cb-ghost-entry-0", "signal_id": "paper-ghost",
+        "exchange": "binance", "symbol": "GHOSTUSDT", "leg": "entry", "version": 0, "side": "buy",
+        "order_type": "limit", "reduce_only": False, "price": D(10), "amount": D(5), "filled": D(0), "fee": D(0),
         "status": "open", "mode": "paper", "updated_ms": T0 + 61 * M}])
 
     append(spark, "silver.unified_klines", [minute(62, 100.5, 100.7, 99.8)])  # fills the entry at 100
@@ -105,7 +105,8 @@ def test_a_confirmed_signal_traded_from_entry_to_tp2(spark, config, trading_symb
     assert (closed.realized_pnl, closed.fees, closed.net_pnl, closed.exit_reason) == (
         D(300), D("2.06"), D("297.94"), "take_profit_2")
     assert closed.r_multiple == pytest.approx(2.9794)
-    day = spark.table("trading.daily_pnl").where("mode = 'paper' AND exchange = 'binance'").first()
+    day = spark.table("trading.daily_pnl").where("mode = 'paper' AND exchange = 'binance' "
+                                                 "AND pnl_date = DATE'2026-08-17'").first()
     assert (day.trades, day.wins, day.net_pnl, day.equity_end) == (1, 1, D("297.94"), D("10297.94"))
     wallet = build_gateway(config, read_trading_config(spark)).equity()
     assert wallet == D("10297.94")  # the table and the exchange agree to the cent
