@@ -8,21 +8,14 @@ from pyspark.sql import functions as F
 from common.backtest.engine import backtest_series
 from common.config import INTERVAL_MS
 from jobs import backtesting
-from streaming.kline_files import read_kline_file, resample_klines
-from streaming.sample_data import sample_path
+from tests.sample_series import sample_series
 
 SYMBOL = "BTSUSDT"  # this test's own: the lake is shared
 
 
 @pytest.fixture(scope="module")
 def sample(spark, initialized_lake):
-    minutes = read_kline_file(sample_path())
-    minutes["close_time_ms"] = minutes["open_time_ms"] + INTERVAL_MS["1m"] - 1
-    series = {"1m": minutes}
-    for interval in ("15m", "1h", "4h"):
-        bars = resample_klines(minutes, "1m", interval)
-        bars["close_time_ms"] = bars["open_time_ms"] + INTERVAL_MS[interval] - 1
-        series[interval] = bars
+    series = sample_series()
     frames = [bars.assign(interval=interval) for interval, bars in series.items()]
     rows = pd.concat(frames, ignore_index=True)[["interval", "open_time_ms", "close_time_ms", "open", "high", "low",
                                                  "close", "volume"]]

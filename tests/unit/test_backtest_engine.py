@@ -9,20 +9,12 @@ import pytest
 from common.backtest.engine import backtest_series
 from common.config import INTERVAL_MS, load_config
 from common.trading_config import default_rows, parse_trading_config
-from streaming.kline_files import read_kline_file, resample_klines
-from streaming.sample_data import sample_path
+from tests.sample_series import sample_series
 
 
 @pytest.fixture(scope="module")
 def sample():
-    minutes = read_kline_file(sample_path())
-    minutes["close_time_ms"] = minutes["open_time_ms"] + INTERVAL_MS["1m"] - 1
-    series = {"1m": minutes}
-    for interval in ("15m", "1h", "4h"):
-        bars = resample_klines(minutes, "1m", interval)
-        bars["close_time_ms"] = bars["open_time_ms"] + INTERVAL_MS[interval] - 1
-        series[interval] = bars
-    return series
+    return sample_series()
 
 
 @pytest.fixture(scope="module")
