@@ -174,7 +174,8 @@ def _store(spark, config, backtest: BacktestConfig, trading, exchange: str, run_
             trade_rows.append(_trade_row(run_id, r.strategy, exchange, t))
         all_trades.append(trades)
         report.combinations += 1
-    trades = pd.concat(all_trades, ignore_index=True) if all_trades else pd.DataFrame(columns=TRADE_COLUMNS)
+    traded = [t for t in all_trades if len(t)]
+    trades = pd.concat(traded, ignore_index=True) if traded else pd.DataFrame(columns=TRADE_COLUMNS)
     report.trades = len(trades)
     start = min((int(c.index.min()) for c in curves.values()), default=0)
     portfolio = pd.Series({start: capital})
