@@ -26,7 +26,7 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.backtest.engine import TRADE_COLUMNS, backtest_series
+from common.backtest.engine import TRADE_COLUMNS, analyze, backtest_series
 from common.backtest.metrics import compute_metrics
 from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig, ConfigError
@@ -135,6 +135,9 @@ def _backtest_symbol(config: AppConfig, values: dict, exchange: str):
         series = {i: g.drop(columns=["symbol", "interval"]).sort_values("open_time_ms").reset_index(drop=True)
                   for i, g in frame.groupby("interval")}
         out = []
+        # Each interval's analytics once, shared by every timeframe x strategy that reads it.
+        analyses = {i: analyze(exchange, symbol, i, b, config.analytics.params(i)) for i, b in series.items()
+                    if i != "1m"}
         for interval in trading.trading_intervals:
             if interval not in series or "1m" not in series:
                 continue
@@ -143,7 +146,8 @@ def _backtest_symbol(config: AppConfig, values: dict, exchange: str):
                 one = BacktestConfig({**values, "strategies": [strategy]}).trading()
                 result = backtest_series(exchange, symbol, interval, INTERVAL_MS[interval], series[interval],
                                          config.analytics.params(interval), config.signals.scan_params(), one,
-                                         config, minute_bars=series["1m"], other_intervals=others)
+                                         config, minute_bars=series["1m"], other_intervals=others,
+                                         analyses=analyses)
                 scope = f"{symbol}|{interval}|{strategy}"
                 trades = result.trades.assign(symbol=symbol, interval=interval)
                 out.append({"row_kind": "trades", "scope": scope, "strategy": strategy, "interval": interval,

@@ -39,18 +39,20 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
                     analytics: AnalyticsParams, scan: ScanParams, trading: TradingConfig, config,
                     calibration: Calibration = DEFAULT_CALIBRATION, minute_bars: pd.DataFrame | None = None,
                     initial_capital: Decimal | None = None,
-                    other_intervals: dict[str, tuple[pd.DataFrame, AnalyticsParams]] | None = None) -> SeriesBacktest:
+                    other_intervals: dict[str, tuple[pd.DataFrame, AnalyticsParams]] | None = None,
+                    analyses: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None) -> SeriesBacktest:
     """bars (and minute_bars): open_time_ms, close_time_ms, open, high, low, close, volume;
     other_intervals: the symbol's bars of the other configured intervals with their analytics
-    parameters, for the confirmation across timeframes the live scanner adds."""
-    from common.config import INTERVAL_MS
+    parameters, for the confirmation across timeframes the live scanner adds; analyses: the
+    (events, zones) of `analyze` per interval when already computed (a grid reuses them)."""
+    analyses = dict(analyses or {})
+    for name, (frame, params) in {interval: (bars, analytics), **(other_intervals or {})}.items():
+        if name not in analyses:
+            analyses[name] = analyze(exchange, symbol, name, frame, params)
     bars = bars.sort_values("open_time_ms").reset_index(drop=True)
-    events, zones, _ = analyze_series(bars, None, analytics, interval_ms)
-    events = events.assign(event_id=[f"{exchange}:{symbol}:{interval}:{t}:{b}"
-                                     for t, b in zip(events.event_type, events.bar_time_ms)])
-    htf_events, htf_zones = {}, {}
-    for other, (other_bars, other_params) in (other_intervals or {}).items():
-        htf_events[other], htf_zones[other], _ = analyze_series(other_bars, None, other_params, INTERVAL_MS[other])
+    events, zones = analyses[interval]
+    htf_events = {other: analyses[other][0] for other in (other_intervals or {})}
+    htf_zones = {other: analyses[other][1] for other in (other_intervals or {})}
     setups = scan_series(exchange, symbol, interval, interval_ms, events, zones, scan, trading.strategies,
                          htf_events=htf_events, htf_zones=htf_zones, intervals=[interval, *htf_events])
     capital = initial_capital if initial_capital is not None else Decimal(str(trading.paper_initial_equity_usdt))
@@ -88,6 +90,15 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
         equity_points.setdefault(int(bars.close_time_ms.iloc[-1]), float(capital))
     return SeriesBacktest(pd.DataFrame(scored_rows), pd.DataFrame(trades, columns=TRADE_COLUMNS),
                           pd.Series(equity_points).sort_index())
+
+
+def analyze(exchange: str, symbol: str, interval: str, bars: pd.DataFrame, params: AnalyticsParams):
+    """(structure events with their ids, zone versions) of one series' whole history."""
+    from common.config import INTERVAL_MS
+
+    events, zones, _ = analyze_series(bars, None, params, INTERVAL_MS[interval])
+    return events.assign(event_id=[f"{exchange}:{symbol}:{interval}:{t}:{b}"
+                                   for t, b in zip(events.event_type, events.bar_time_ms)]), zones
 
 
 def _trade(setup, score, capital: Decimal, fills: pd.DataFrame, fill_open: np.ndarray, trading: TradingConfig):
