@@ -538,6 +538,14 @@ def read_table(spark, config: AppConfig, qualified_name: str):
     return spark.read.format("delta").load(location_of(config, qualified_name))
 
 
+def known_by(column: str, as_of_ms: int | None):
+    """The rows whose time `column` is at or before `as_of_ms` (a replay stepping through
+    history); every row when as_of_ms is None."""
+    from pyspark.sql import functions as F
+
+    return F.lit(True) if as_of_ms is None else F.col(column) <= F.lit(as_of_ms)
+
+
 def create_database_sql(config: AppConfig, database: str) -> str:
     location = f"{config.lake.root.rstrip('/')}/{database}"
     return f"CREATE DATABASE IF NOT EXISTS {database} LOCATION '{location}'"

@@ -13,6 +13,7 @@ Configuration: conf/backtest.yaml, each key overridable with `--set key=value`.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import uuid
@@ -122,7 +123,7 @@ def run(spark: SparkSession, config: AppConfig, backtest: BacktestConfig | None 
             .groupBy("symbol").applyInPandas(_backtest_symbol(config, backtest.values, exchange), OUTPUT_SCHEMA)
             .collect())
     report = BacktestReport(run_id, int(version))
-    _store(spark, config, backtest, trading, exchange, run_id, int(version), rows, report)
+    _store(spark, config, backtest, exchange, run_id, int(version), rows, report)
     return report
 
 
@@ -158,7 +159,7 @@ def _backtest_symbol(config: AppConfig, values: dict, exchange: str):
     return run
 
 
-def _store(spark, config, backtest: BacktestConfig, trading, exchange: str, run_id: str, version: int, rows,
+def _store(spark, config, backtest: BacktestConfig, exchange: str, run_id: str, version: int, rows,
            report: BacktestReport) -> None:
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     capital = float(backtest.values.get("initial_capital", 10_000))
@@ -168,7 +169,7 @@ def _store(spark, config, backtest: BacktestConfig, trading, exchange: str, run_
     for r in rows:
         if r.row_kind != "trades":
             continue
-        trades = pd.read_json(__import__("io").StringIO(r.payload), orient="records", dtype=False) \
+        trades = pd.read_json(io.StringIO(r.payload), orient="records", dtype=False) \
             if r.payload != "[]" else pd.DataFrame(columns=TRADE_COLUMNS + ["symbol", "interval"])
         symbol = r.scope.split("|")[0]
         results.append(_result_row(run_id, now, r.scope, r.strategy, exchange, symbol, r.interval, version,

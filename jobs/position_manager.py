@@ -27,7 +27,7 @@ from decimal import Decimal
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.catalog import location_of, read_table
+from common.catalog import known_by, location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected
 from common.exchange.paper import Bar
@@ -130,7 +130,7 @@ def _advance_paper(spark, config, gateway, orders: list[OrderRow],
     klines = (read_table(spark, config, "silver.unified_klines")
               .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols)
                      & (F.col("open_time_ms") > min(starts))
-                     & (F.col("close_time_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62)))
+                     & known_by("close_time_ms", as_of_ms))
               .select("symbol", "open_time_ms", "open", "high", "low", "close").orderBy("open_time_ms").collect())
     gateway.advance(Bar(k.symbol, k.open_time_ms, _d(k.open), _d(k.high), _d(k.low), _d(k.close)) for k in klines)
     return {symbol: gateway.now_ms(symbol) for symbol in symbols}

@@ -25,7 +25,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.catalog import location_of, read_table
+from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig
 from common.scoring import (
     COMPONENTS, DEFAULT_CALIBRATION, Calibration, calibrate, calibration_from_rows, score_report, score_signals,
@@ -57,8 +57,7 @@ def run(spark: SparkSession, config: AppConfig, as_of_ms: int | None = None) -> 
     trading = read_trading_config(spark)
     calibration = latest_calibration(spark, config)
     open_signals = read_table(spark, config, "gold.signals_all").where(F.col("status").isin(*OPEN_FOR_SCORING))
-    if as_of_ms is not None:
-        open_signals = open_signals.where(F.col("known_at_ms") <= as_of_ms)
+    open_signals = open_signals.where(known_by("known_at_ms", as_of_ms))
     signals = open_signals.toPandas()
     if signals.empty:
         return ScoringResult(calibration_version=calibration.version)
@@ -84,7 +83,7 @@ def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: Da
     symbols = [r.symbol for r in keys.select("symbol").distinct().collect()]
     klines = (read_table(spark, config, "silver.unified_klines")
               .where(F.col("symbol").isin(symbols) & (F.col("open_time_ms") > F.lit(first))
-                     & (F.col("close_time_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62)))
+                     & known_by("close_time_ms", as_of_ms))
               .select("exchange", "symbol", "interval", "open_time_ms", "close_time_ms", "high", "low"))
     return (F.broadcast(keys).join(klines, ["exchange", "symbol", "interval"])
             .where(F.col("open_time_ms") > F.col("trigger_bar_time_ms"))
@@ -99,7 +98,7 @@ def _latest_zone_versions(spark: SparkSession, config: AppConfig, open_signals: 
     zone_ids = open_signals.select("zone_id").distinct()
     latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc(), F.col("version").desc())
     return (read_table(spark, config, "gold.liquidity_zones").join(F.broadcast(zone_ids), "zone_id")
-            .where(F.col("known_at_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62))
+            .where(known_by("known_at_ms", as_of_ms))
             .withColumn("n", F.row_number().over(latest)).where("n = 1")
             .select("zone_id", "status", "quality", "touches", "rejections", "breaks", "known_at_ms"))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.catalog import location_of, read_table
+from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig, ConfigError
 from common.exchange.gateway import OrderRequest, OrderSnapshot
 from common.exchange.paper import PaperExchange
@@ -201,7 +201,7 @@ def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, 
     """The data's clock of each market on paper: the close of its newest 1m kline (by as_of_ms)."""
     rows = (read_table(spark, config, "silver.unified_klines")
             .where((F.col("exchange") == exchange) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols)
-                   & (F.col("close_time_ms") <= F.lit(as_of_ms if as_of_ms is not None else 2**62)))
+                   & known_by("close_time_ms", as_of_ms))
             .groupBy("symbol").agg(F.max("close_time_ms").alias("latest")).collect())
     return {r.symbol: int(r.latest) for r in rows}
 

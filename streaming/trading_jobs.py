@@ -41,20 +41,17 @@ class TradingJobs:
         self._lock = threading.Lock()
 
     def after_signals(self) -> None:
-        if self.mode == "off":
-            return
-        if self.mode == "in_process":
-            score_and_execute(self.spark, self.config)
-        else:
-            self.submit(SCORE_THEN_EXECUTE)
+        self._run(lambda: score_and_execute(self.spark, self.config), SCORE_THEN_EXECUTE)
 
     def manage_positions(self) -> None:
-        if self.mode == "off":
-            return
+        self._run(lambda: _manage_in_process(self.spark, self.config), MANAGE)
+
+    def _run(self, in_process, jobs: tuple[str, ...]) -> None:
         if self.mode == "in_process":
-            _manage_in_process(self.spark, self.config)
-        else:
-            self.submit(MANAGE)
+            in_process()
+        elif self.mode == "spark_submit":
+            self.submit(jobs)
+        # "off": neither
 
     def submit(self, jobs: tuple[str, ...]) -> bool:
         """Start the chain of jobs (each only if the one before succeeded) unless it is still
