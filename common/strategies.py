@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from common.analytics.asof import LatestBreak, ZoneVersions
 from common.analytics.confluence import CONFLUENCE_COLUMNS, add_confluence, higher_intervals
 
 LONG, SHORT = "long", "short"
-BREAKS = ("BOS", "CHOCH")
 MAX_TARGETS = 3
 
 SIGNAL_COLUMNS = [
@@ -64,10 +64,12 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
     events: gold.bos_warnings rows of the series; zones: its gold.liquidity_zones versions;
     htf_*: the same symbol and exchange's rows of other intervals, for the confluence;
     intervals: the configured ones (the confluence counts the higher among them)."""
-    versions = zones.sort_values(["known_at_ms", "version"], kind="stable").reset_index(drop=True)
+    zone_versions = ZoneVersions(zones)
+    versions = zone_versions.rows
+    breaks = LatestBreak(events)
     triggers = []
     if "smc" in strategies:
-        triggers.append(_smc_triggers(versions, events, interval_ms, params, emit_from_ms))
+        triggers.append(_smc_triggers(versions, breaks, interval_ms, params, emit_from_ms))
     if "liquidity" in strategies:
         triggers.append(_liquidity_triggers(versions, interval_ms, emit_from_ms))
     setups = pd.concat([t for t in triggers if len(t)], ignore_index=True) if any(len(t) for t in triggers) else None
@@ -75,14 +77,14 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
         return pd.DataFrame(columns=SIGNAL_COLUMNS)
     lookback_ms = params.lookback_bars * interval_ms
     rows = []
+    zone_type, rejections, breaks_count = (zone_versions.column(c) for c in ("zone_type", "rejections", "breaks"))
     for setup in setups.itertuples(index=False):
-        known = versions[(versions.known_at_ms <= setup.known_at_ms)
-                         & (versions.known_at_ms > setup.known_at_ms - lookback_ms)]
-        latest = known.drop_duplicates("zone_id", keep="last")  # versions are in (known_at_ms, version) order
+        # Each zone's newest version known within the look-back, the setup's own bar included.
+        latest = zone_versions.latest(setup.known_at_ms - lookback_ms + 1, setup.known_at_ms, include_until=True)
         entry = setup.poc_price if pd.notna(setup.poc_price) else (setup.zone_low + setup.zone_high) / 2
         # smc: the break that made the setup; liquidity: the latest break known, as context.
-        bos = setup.bos if setup.strategy == "smc" else _latest_break(events, setup.known_at_ms, lookback_ms)
-        side = latest[latest.zone_type == setup.zone_type]
+        bos = setup.bos if setup.strategy == "smc" else breaks.as_of(setup.known_at_ms, lookback_ms)
+        side = latest[zone_type[latest] == setup.zone_type]
         rows.append({
             "signal_id": signal_id(setup.strategy, exchange, symbol, interval, setup.direction, setup.zone_id,
                                    setup.trigger_bar_time_ms),
@@ -94,10 +96,10 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
                                    "bos_known_at_ms": None if bos is None else int(bos.known_at_ms)}),
             "entry_price": float(entry), "zone_low": float(setup.zone_low), "zone_high": float(setup.zone_high),
             "atr": None if pd.isna(setup.atr) else float(setup.atr),
-            "target_levels": json.dumps(_targets(latest, setup.direction, float(entry))),
+            "target_levels": json.dumps(_targets(zone_versions, latest, setup.direction, float(entry))),
             "zone_quality": float(setup.quality), "zone_touches": int(setup.touches),
             "zone_rejections": int(setup.rejections),
-            "side_rejections": int(side.rejections.sum()), "side_breaks": int(side.breaks.sum()),
+            "side_rejections": int(np.nansum(rejections[side])), "side_breaks": int(np.nansum(breaks_count[side])),
             "bos_type": None if bos is None else bos.event_type,
             "bos_direction": None if bos is None else bos.direction,
             "bos_distance_atr": None if bos is None or pd.isna(bos.distance_atr) else float(bos.distance_atr),
@@ -112,7 +114,7 @@ def _bar_open(known_at_ms: pd.Series, interval_ms: int) -> pd.Series:
     return known_at_ms - interval_ms + 1  # known at the close (open + interval - 1)
 
 
-def _smc_triggers(versions: pd.DataFrame, events: pd.DataFrame, interval_ms: int, params: ScanParams,
+def _smc_triggers(versions: pd.DataFrame, latest_break: LatestBreak, interval_ms: int, params: ScanParams,
                   emit_from_ms: int) -> pd.DataFrame:
     touched = versions[versions.touched_now.fillna(False).astype(bool) & (versions.status == "active")
                        & (versions.known_at_ms >= emit_from_ms)]
@@ -121,7 +123,7 @@ def _smc_triggers(versions: pd.DataFrame, events: pd.DataFrame, interval_ms: int
     direction, breaks = [], []
     for row in touched.itertuples(index=False):
         # Strictly before: the touching bar's own close cannot both break and pull back.
-        bos = _latest_break(events, row.known_at_ms - 1, params.max_break_age_bars * interval_ms)
+        bos = latest_break.as_of(row.known_at_ms - 1, params.max_break_age_bars * interval_ms)
         wanted = None if bos is None else ("demand" if bos.direction == "bullish" else "supply")
         direction.append((LONG if row.zone_type == "demand" else SHORT) if wanted == row.zone_type else None)
         breaks.append(bos)
@@ -137,23 +139,16 @@ def _liquidity_triggers(versions: pd.DataFrame, interval_ms: int, emit_from_ms: 
     return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))
 
 
-def _latest_break(events: pd.DataFrame, as_of_ms: int, max_age_ms: int):
-    breaks = events[events.event_type.isin(BREAKS) & (events.known_at_ms <= as_of_ms)
-                    & (events.known_at_ms >= as_of_ms - max_age_ms)]
-    if breaks.empty:
-        return None
-    return breaks.sort_values("known_at_ms", kind="stable").iloc[-1]
-
-
-def _targets(latest_zones: pd.DataFrame, direction: str, entry: float) -> list[float]:
+def _targets(zones: ZoneVersions, latest: np.ndarray, direction: str, entry: float) -> list[float]:
     """The next opposing liquidity beyond the entry, nearest first: for a long the lower edges
     of the active supply zones above it, for a short the upper edges of demand zones below."""
-    active = latest_zones[latest_zones.status == "active"]
+    active = latest[zones.column("status")[latest] == "active"]
     if direction == LONG:
-        levels = sorted(float(v) for v in active.loc[active.zone_type == "supply", "zone_low"] if v > entry)
+        edges = zones.column("zone_low")[active[zones.column("zone_type")[active] == "supply"]]
+        levels = sorted(float(v) for v in edges if v > entry)
     else:
-        levels = sorted((float(v) for v in active.loc[active.zone_type == "demand", "zone_high"] if v < entry),
-                        reverse=True)
+        edges = zones.column("zone_high")[active[zones.column("zone_type")[active] == "demand"]]
+        levels = sorted((float(v) for v in edges if v < entry), reverse=True)
     return levels[:MAX_TARGETS]
 
 

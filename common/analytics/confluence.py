@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from common.analytics.asof import BREAKS, ZoneVersions
 from common.config import INTERVAL_MS
 
 CONFLUENCE_COLUMNS = ["htf_trend_agree", "htf_zone_overlap", "htf_in_value_area", "confluence_intervals"]
@@ -52,17 +53,21 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
         overlap = np.zeros(len(out), dtype=bool)
         in_value = np.zeros(len(out), dtype=bool)
         if zones is not None and not zones.empty:
+            versions = ZoneVersions(zones)
+            zone_type, status = versions.column("zone_type"), versions.column("status")
+            zone_low, zone_high = versions.column("zone_low"), versions.column("zone_high")
+            va_low, va_high = versions.column("value_area_low"), versions.column("value_area_high")
             for n, (known_at, lo, hi, side_bullish, p) in enumerate(
                     zip(out["known_at_ms"], low, high, bullish, price)):
-                current = _zones_as_of(zones, known_at, horizon)
-                if current.empty:
+                current = versions.latest(None if horizon is None else known_at - horizon, known_at,
+                                          include_until=False)
+                if not len(current):
                     continue
                 side = "demand" if side_bullish else "supply"
-                active = current[(current.status == "active") & (current.zone_type == side)]
-                overlap[n] = bool(((active.zone_low <= hi) & (active.zone_high >= lo)).any())
-                latest = current.sort_values(_order(current, "window_end_ms"), kind="stable").iloc[-1]
-                in_value[n] = bool(pd.notna(latest.value_area_low) and latest.value_area_low <= p
-                                   <= latest.value_area_high)
+                active = current[(status[current] == "active") & (zone_type[current] == side)]
+                overlap[n] = bool(((zone_low[active] <= hi) & (zone_high[active] >= lo)).any())
+                newest = versions.newest_profile(current)
+                in_value[n] = bool(not np.isnan(va_low[newest]) and va_low[newest] <= p <= va_high[newest])
         out["htf_trend_agree"] += agree_trend.astype(int)
         out["htf_zone_overlap"] += overlap.astype(int)
         out["htf_in_value_area"] += in_value.astype(int)
@@ -75,7 +80,7 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
 def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None, horizon_ms: int | None) -> np.ndarray:
     if events is None or events.empty:
         return np.full(len(times_ms), None, dtype=object)
-    breaks = events[events.event_type.isin(["BOS", "CHOCH"])].sort_values("known_at_ms", kind="stable")
+    breaks = events[events.event_type.isin(BREAKS)].sort_values("known_at_ms", kind="stable")
     if breaks.empty:
         return np.full(len(times_ms), None, dtype=object)
     position = np.searchsorted(breaks.known_at_ms.to_numpy(), times_ms.to_numpy(), side="left") - 1  # before
@@ -84,16 +89,3 @@ def _trend_as_of(times_ms: pd.Series, events: pd.DataFrame | None, horizon_ms: i
     recent = np.ones(len(position), dtype=bool) if horizon_ms is None else (
         known_at >= times_ms.to_numpy() - horizon_ms)
     return np.where((position >= 0) & recent, directions[np.clip(position, 0, None)], None)
-
-
-def _zones_as_of(zones: pd.DataFrame, known_at_ms: int, horizon_ms: int | None) -> pd.DataFrame:
-    """Each zone's highest version known before then (and not older than the horizon)."""
-    known = zones[(zones.known_at_ms < known_at_ms)
-                  & ((zones.known_at_ms >= known_at_ms - horizon_ms) if horizon_ms is not None else True)]
-    return known.sort_values(_order(known), kind="stable").drop_duplicates("zone_id", keep="last")
-
-
-def _order(zones: pd.DataFrame, first: str | None = None) -> list[str]:
-    """Sort keys for zone versions: (known_at_ms, version), the version where the rows have it."""
-    keys = [first] if first and first in zones.columns else []
-    return keys + ["known_at_ms"] + (["version"] if "version" in zones.columns else [])

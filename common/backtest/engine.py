@@ -19,8 +19,8 @@ from common.analytics.series import AnalyticsParams, analyze_series
 from common.exchange.paper import paper_market_rules
 from common.scoring import DEFAULT_CALIBRATION, Calibration, score_signals
 from common.strategies import ScanParams, scan_series
-from common.trade.lifecycle import Costs, TradeState, new_trade, paper_bar, trade_result
-from common.trade.sizing import position_size, round_price, round_stop
+from common.trade.lifecycle import Costs, Trade, TradeState, new_trade, paper_bar, trade_result
+from common.trade.sizing import LONG, MarketRules, position_size, round_price, round_stop
 from common.trading_config import TradingConfig
 
 TRADE_COLUMNS = ["signal_id", "strategy", "direction", "score", "score_zone_quality", "score_bos", "score_confluence",
@@ -57,20 +57,16 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
                          htf_events=htf_events, htf_zones=htf_zones, intervals=[interval, *htf_events])
     capital = initial_capital if initial_capital is not None else Decimal(str(trading.paper_initial_equity_usdt))
     equity_points = {int(bars.open_time_ms.iloc[0]) if len(bars) else 0: float(capital)}
-    fills = (minute_bars if minute_bars is not None else bars).sort_values("open_time_ms").reset_index(drop=True)
-    fill_open = fills.open_time_ms.to_numpy()
+    fills = FillBars.from_frame(minute_bars if minute_bars is not None else bars)
+    ordered = setups.sort_values(["known_at_ms", "signal_id"], kind="stable").reset_index(drop=True)
+    scores = _score_as_known(exchange, symbol, interval, ordered, zones, trading, calibration, config)
     scored_rows, trades = [], []
     busy_until = -1
-    for setup in setups.sort_values(["known_at_ms", "signal_id"], kind="stable").itertuples(index=False):
-        signal = pd.DataFrame([setup._asdict()]).assign(exchange=exchange, symbol=symbol, interval=interval,
-                                                          status="pending")
-        known = zones[zones.known_at_ms <= setup.known_at_ms].sort_values(["known_at_ms", "version"], kind="stable")
-        zone_now = known[known.zone_id == setup.zone_id].tail(1)
-        score = score_signals(signal, _NO_BARS, zone_now, _NO_SENTIMENT, trading, calibration, config).iloc[0]
-        scored_rows.append({**setup._asdict(), **score.to_dict()})
+    for setup, score in zip(ordered.itertuples(index=False), scores.itertuples(index=False)):
+        scored_rows.append({**setup._asdict(), **score._asdict()})
         if score.status != "confirmed" or setup.known_at_ms <= busy_until:
             continue
-        trade, closed_ms = _trade(setup, score, capital, fills, fill_open, trading)
+        trade, closed_ms = _trade(setup, score, capital, fills, trading)
         if trade is None:
             continue
         busy_until = closed_ms
@@ -80,7 +76,7 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
         capital += result.net_pnl
         equity_points[int(trade.closed_ms)] = float(capital)
         trades.append({"signal_id": setup.signal_id, "strategy": setup.strategy, "direction": setup.direction,
-                       "score": float(score.score), **{c: float(score[c]) for c in TRADE_COLUMNS[4:9]},
+                       "score": float(score.score), **{c: float(getattr(score, c)) for c in TRADE_COLUMNS[4:9]},
                        "entry_time_ms": int(trade.opened_ms), "entry_price": result.entry_average,
                        "quantity": result.amount, "exit_time_ms": int(trade.closed_ms),
                        "exit_price": result.exit_average, "exit_reason": result.exit_reason,
@@ -92,6 +88,24 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
                           pd.Series(equity_points).sort_index())
 
 
+def _score_as_known(exchange: str, symbol: str, interval: str, setups: pd.DataFrame, zones: pd.DataFrame,
+                    trading: TradingConfig, calibration: Calibration, config) -> pd.DataFrame:
+    """`score_signals` for every setup in one call, each with its zone as known at the setup's own
+    time (the zone's latest version by then). Several setups can share a zone at different
+    versions, so each setup's zone row travels under the setup's id. Rows in the setups' order."""
+    if setups.empty:
+        return pd.DataFrame()
+    versions = zones.sort_values(["known_at_ms", "version"], kind="stable")
+    keys = setups[["signal_id", "zone_id", "known_at_ms"]].sort_values("known_at_ms", kind="stable")
+    zone_now = pd.merge_asof(keys, versions.drop(columns=["signal_id"], errors="ignore"), on="known_at_ms",
+                             by="zone_id", allow_exact_matches=True)
+    zone_now = zone_now[zone_now.status.notna()].assign(zone_id=lambda z: z.signal_id)
+    signals = setups.assign(exchange=exchange, symbol=symbol, interval=interval, status="pending",
+                            zone_id=setups.signal_id)
+    scored = score_signals(signals, _NO_BARS, zone_now, _NO_SENTIMENT, trading, calibration, config)
+    return scored.set_index("signal_id").loc[setups.signal_id].reset_index()
+
+
 def analyze(exchange: str, symbol: str, interval: str, bars: pd.DataFrame, params: AnalyticsParams):
     """(structure events with their ids, zone versions) of one series' whole history."""
     from common.config import INTERVAL_MS
@@ -101,7 +115,7 @@ def analyze(exchange: str, symbol: str, interval: str, bars: pd.DataFrame, param
                                    for t, b in zip(events.event_type, events.bar_time_ms)]), zones
 
 
-def _trade(setup, score, capital: Decimal, fills: pd.DataFrame, fill_open: np.ndarray, trading: TradingConfig):
+def _trade(setup, score, capital: Decimal, fills: FillBars, trading: TradingConfig):
     """The confirmed setup's trade from the bar after it became known: (trade, when it ended)."""
     entry = Decimal(str(setup.entry_price))
     rules = paper_market_rules(entry)
@@ -116,14 +130,67 @@ def _trade(setup, score, capital: Decimal, fills: pd.DataFrame, fill_open: np.nd
     costs = Costs(Decimal(str(trading.maker_fee_pct)), Decimal(str(trading.taker_fee_pct)),
                   Decimal(str(trading.slippage_bps)))
     # Live from the first whole bar after the setup's close, as the paper exchange places it.
-    for n in range(int(np.searchsorted(fill_open, setup.known_at_ms, side="right")), len(fills)):
-        bar = fills.iloc[n]
-        trade = paper_bar(trade, Decimal(str(bar.open)), Decimal(str(bar.high)), Decimal(str(bar.low)),
-                          int(bar.close_time_ms), costs, rules, Decimal(str(trading.tp1_close_pct)),
-                          trading.move_sl_to_breakeven, trading.entry_timeout_bars)
+    start = int(np.searchsorted(fills.open_time_ms, setup.known_at_ms, side="right"))
+    return trade_through_bars(trade, fills, start, costs, rules, Decimal(str(trading.tp1_close_pct)),
+                              trading.move_sl_to_breakeven, trading.entry_timeout_bars)
+
+
+@dataclass(frozen=True)
+class FillBars:
+    """The bars a trade is filled on, as arrays (prices as floats, read back exactly as Decimal(str(x)))."""
+    open_time_ms: np.ndarray
+    close_time_ms: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+
+    @classmethod
+    def from_frame(cls, bars: pd.DataFrame) -> FillBars:
+        bars = bars.sort_values("open_time_ms")
+        return cls(*(bars[c].to_numpy(dtype="int64") for c in ("open_time_ms", "close_time_ms")),
+                   *(bars[c].to_numpy(dtype="float64") for c in ("open", "high", "low")))
+
+    def __len__(self) -> int:
+        return len(self.open_time_ms)
+
+
+def trade_through_bars(trade: Trade, bars: FillBars, start: int, costs: Costs, rules: MarketRules,
+                       tp1_close_pct: Decimal, move_sl_to_breakeven: bool,
+                       entry_timeout_bars: int) -> tuple[Trade, int]:
+    """`paper_bar` over bars[start:] until the trade is closed or cancelled: (trade, the last bar's close
+    time). A bar that reaches neither the stop nor the next target leaves an open trade as it is, so
+    such bars are skipped in bulk; the float test can only over-select (rounding is monotonic), and
+    every selected bar goes through paper_bar's exact Decimal rules."""
+    n = start
+    while n < len(bars):
+        if trade.state in (TradeState.OPEN, TradeState.TP1_DONE):
+            n = _next_bar_reaching(bars, n, trade)
+            if n >= len(bars):
+                break
+        trade = paper_bar(trade, Decimal(str(bars.open[n])), Decimal(str(bars.high[n])), Decimal(str(bars.low[n])),
+                          int(bars.close_time_ms[n]), costs, rules, tp1_close_pct, move_sl_to_breakeven,
+                          entry_timeout_bars)
         if trade.state in (TradeState.CLOSED, TradeState.CANCELLED):
-            return trade, int(bar.close_time_ms)
-    return trade, int(fills.close_time_ms.iloc[-1]) if len(fills) else -1  # still open at the end of the data
+            return trade, int(bars.close_time_ms[n])
+        n += 1
+    return trade, int(bars.close_time_ms[-1]) if len(bars) else -1  # still open at the end of the data
+
+
+def _next_bar_reaching(bars: FillBars, n: int, trade: Trade) -> int:
+    """The first bar from n whose range reaches the open trade's stop or next target (len(bars) if none)."""
+    target = trade.tp1_price if trade.state == TradeState.OPEN else trade.tp2_price
+    if trade.direction == LONG:
+        low_level, high_level = float(trade.sl_price), float(target)
+    else:
+        low_level, high_level = float(target), float(trade.sl_price)
+    size = 64
+    while n < len(bars):
+        end = min(n + size, len(bars))
+        reached = (bars.low[n:end] <= low_level) | (bars.high[n:end] >= high_level)
+        if reached.any():
+            return n + int(reached.argmax())
+        n, size = end, size * 4
+    return len(bars)
 
 
 _NO_BARS = pd.DataFrame(columns=["signal_id", "bars", "max_high", "min_low", "last_close_ms"])

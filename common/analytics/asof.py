@@ -1,0 +1,71 @@
+"""As-of reads over the analytics' versioned rows: "each zone's newest version known in this
+time window" and "the latest break known by then". The strategies and the confluence ask them
+once per setup, and a backtest over a year asks thousands per series, so the rows are sorted
+once and every read is a binary search plus a numpy slice rather than a pandas filter.
+
+Order is the one every consumer uses: zone versions by (known_at_ms, version), events by
+known_at_ms, ties kept in the rows' own order (a stable sort).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+BREAKS = ("BOS", "CHOCH")
+
+
+class ZoneVersions:
+    def __init__(self, zones: pd.DataFrame):
+        order = ["known_at_ms"] + (["version"] if "version" in zones.columns else [])
+        self.rows = zones.sort_values(order, kind="stable").reset_index(drop=True)
+        self.known_at_ms = self.rows.known_at_ms.to_numpy(dtype="int64")
+        self._zone = pd.factorize(self.rows.zone_id)[0] if len(self.rows) else np.empty(0, dtype="int64")
+        self._columns: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def latest(self, since_ms: int | None, until_ms: int, include_until: bool) -> np.ndarray:
+        """Row positions (ascending) of each zone's newest version among those known at or after
+        since_ms (None: from the start) and before until_ms (at it too with include_until)."""
+        start = 0 if since_ms is None else int(np.searchsorted(self.known_at_ms, since_ms, side="left"))
+        end = int(np.searchsorted(self.known_at_ms, until_ms, side="right" if include_until else "left"))
+        if end <= start:
+            return np.empty(0, dtype="int64")
+        _, newest_first = np.unique(self._zone[start:end][::-1], return_index=True)
+        return np.sort(end - 1 - newest_first)
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self._columns:
+            values = self.rows[name]
+            numeric = name not in ("zone_id", "zone_type", "status")
+            self._columns[name] = pd.to_numeric(values).to_numpy(dtype="float64") if numeric else \
+                values.to_numpy(dtype=object)
+        return self._columns[name]
+
+    def newest_profile(self, positions: np.ndarray) -> int:
+        """Of these rows, the one of the most recent volume profile: the latest window end, then the
+        latest known (a missing window end sorts last, as pandas sorts it)."""
+        if "window_end_ms" not in self.rows.columns:
+            return int(positions[-1])
+        window_end = np.nan_to_num(self.column("window_end_ms")[positions], nan=np.inf)
+        return int(positions[np.flatnonzero(window_end == window_end.max())[-1]])
+
+
+class LatestBreak:
+    """The latest BOS or CHoCH known by a time, not older than a horizon."""
+
+    def __init__(self, events: pd.DataFrame):
+        breaks = events[events.event_type.isin(BREAKS)] if len(events) else events
+        self.rows = breaks.sort_values("known_at_ms", kind="stable").reset_index(drop=True)
+        self.known_at_ms = self.rows.known_at_ms.to_numpy(dtype="int64")
+
+    def position(self, as_of_ms: int, max_age_ms: int | None) -> int | None:
+        n = int(np.searchsorted(self.known_at_ms, as_of_ms, side="right")) - 1
+        if n < 0 or (max_age_ms is not None and self.known_at_ms[n] < as_of_ms - max_age_ms):
+            return None
+        return n
+
+    def as_of(self, as_of_ms: int, max_age_ms: int | None):
+        n = self.position(as_of_ms, max_age_ms)
+        return None if n is None else self.rows.iloc[n]
