@@ -400,8 +400,10 @@ SHARED_TABLES = [
         fees {MONEY},
         pnl {MONEY},
         r_multiple DOUBLE,
-        hold_minutes DOUBLE
-    """, (), {}, "Every simulated trade of every backtest run"),
+        hold_minutes DOUBLE,
+        scope STRING
+    """, (), {}, "Every simulated trade of every backtest run, per combination (scope SYMBOL|interval|strategy; "
+       "pnl net of fees) and as the portfolio took it (scope portfolio: the same order resized on one account)"),
     TableSpec("gold", "backtest_equity", f"""
         run_id STRING NOT NULL,
         scope STRING NOT NULL,

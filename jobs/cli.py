@@ -94,10 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--days", type=float, help="only the signals of the last DAYS days of klines")
 
     backtest = commands.add_parser("backtest", help="run the live strategy over silver.unified_klines (pinned at its "
-                                                    "current version) into gold.backtest_results / _trades / _equity")
-    backtest.add_argument("--config", default=None, help="the backtest's YAML (default conf/backtest.yaml)")
-    backtest.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="override a key of the YAML, e.g. --set symbols=BTCUSDT,ETHUSDT (repeatable)")
+                                                    "current version) or a kline file into gold.backtest_results / "
+                                                    "_trades / _equity")
+    add_backtest_arguments(backtest)
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -316,14 +315,25 @@ def _demo(args, config) -> int:
     return 0 if report.reconciled else 1
 
 
+def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="the backtest's YAML (default conf/backtest.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the YAML, e.g. --set symbols=BTCUSDT,ETHUSDT (repeatable)")
+    parser.add_argument("--walk-forward", action="store_true",
+                        help="calibrate on rolling train windows, trade each following test window only")
+    parser.add_argument("--klines", metavar="FILE", help="a CSV/Parquet file of one symbol's klines instead of "
+                                                         "silver.unified_klines (its interval: kline_file_interval)")
+    parser.add_argument("--report", metavar="DIR", help="write an HTML report with charts to DIR")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _backtest(args, config) -> int:
     from common.spark_session import build_spark_session
     from jobs import backtesting
 
-    settings = backtesting.BacktestConfig.load(args.config or backtesting.DEFAULT_FILE, args.set)
     spark = build_spark_session(config, "cryptobot-backtest")
     try:
-        print(backtesting.run(spark, config, settings).describe())
+        print(backtesting.run_from_args(spark, config, args).describe())
     finally:
         spark.stop()
     return 0

@@ -9,6 +9,7 @@ moves by each closed trade's P&L net of fees.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -28,11 +29,26 @@ TRADE_COLUMNS = ["signal_id", "strategy", "direction", "score", "score_zone_qual
                  "exit_price", "exit_reason", "tp1_hit", "fees", "pnl", "net_pnl", "r_multiple"]
 
 
+ATTEMPT_COLUMNS = ["signal_id", "placed_ms", "ended_ms", "state", "direction", "reference_price", "entry_price",
+                   "sl_price", "tp1_price", "tp2_price", "amount", "fills"]
+
+
+@dataclass(frozen=True)
+class ScoringWindow:
+    """Walk-forward: only setups known in [start_ms, end_ms) are traded, scored with this calibration."""
+    start_ms: int
+    end_ms: int
+    calibration: Calibration
+
+
 @dataclass(frozen=True)
 class SeriesBacktest:
     signals: pd.DataFrame  # every setup with the status its scoring gave it
     trades: pd.DataFrame  # TRADE_COLUMNS, one row per closed trade
     equity: pd.Series  # account value by epoch ms: the initial capital, then after each closed trade
+    # ATTEMPT_COLUMNS, one row per entry order placed (closed, cancelled or still open at the end):
+    # what a portfolio of several series needs to replay the orders on one account.
+    attempts: pd.DataFrame
 
 
 def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int, bars: pd.DataFrame,
@@ -40,11 +56,14 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
                     calibration: Calibration = DEFAULT_CALIBRATION, minute_bars: pd.DataFrame | None = None,
                     initial_capital: Decimal | None = None,
                     other_intervals: dict[str, tuple[pd.DataFrame, AnalyticsParams]] | None = None,
-                    analyses: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None) -> SeriesBacktest:
+                    analyses: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+                    windows: list[ScoringWindow] | None = None) -> SeriesBacktest:
     """bars (and minute_bars): open_time_ms, close_time_ms, open, high, low, close, volume;
     other_intervals: the symbol's bars of the other configured intervals with their analytics
     parameters, for the confirmation across timeframes the live scanner adds; analyses: the
-    (events, zones) of `analyze` per interval when already computed (a grid reuses them)."""
+    (events, zones) of `analyze` per interval when already computed (a grid reuses them); windows:
+    trade only the setups of these windows, each scored with its window's calibration (the
+    analytics are causal, so one pass over the whole history serves every window)."""
     analyses = dict(analyses or {})
     for name, (frame, params) in {interval: (bars, analytics), **(other_intervals or {})}.items():
         if name not in analyses:
@@ -59,8 +78,14 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
     equity_points = {int(bars.open_time_ms.iloc[0]) if len(bars) else 0: float(capital)}
     fills = FillBars.from_frame(minute_bars if minute_bars is not None else bars)
     ordered = setups.sort_values(["known_at_ms", "signal_id"], kind="stable").reset_index(drop=True)
-    scores = _score_as_known(exchange, symbol, interval, ordered, zones, trading, calibration, config)
-    scored_rows, trades = [], []
+    if windows is None:
+        scores = _score_as_known(exchange, symbol, interval, ordered, zones, trading, calibration, config)
+    else:
+        parts = [ordered[(ordered.known_at_ms >= w.start_ms) & (ordered.known_at_ms < w.end_ms)] for w in windows]
+        scores = pd.concat([_score_as_known(exchange, symbol, interval, part, zones, trading, w.calibration, config)
+                            for part, w in zip(parts, windows) if len(part)] or [pd.DataFrame()], ignore_index=True)
+        ordered = pd.concat([ordered.iloc[:0], *parts], ignore_index=True)
+    scored_rows, trades, attempts = [], [], []
     busy_until = -1
     for setup, score in zip(ordered.itertuples(index=False), scores.itertuples(index=False)):
         scored_rows.append({**setup._asdict(), **score._asdict()})
@@ -70,6 +95,7 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
         if trade is None:
             continue
         busy_until = closed_ms
+        attempts.append(_attempt(setup, trade, closed_ms))
         if trade.state != TradeState.CLOSED:
             continue
         result = trade_result(trade)
@@ -85,7 +111,16 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
     if len(bars):
         equity_points.setdefault(int(bars.close_time_ms.iloc[-1]), float(capital))
     return SeriesBacktest(pd.DataFrame(scored_rows), pd.DataFrame(trades, columns=TRADE_COLUMNS),
-                          pd.Series(equity_points).sort_index())
+                          pd.Series(equity_points).sort_index(), pd.DataFrame(attempts, columns=ATTEMPT_COLUMNS))
+
+
+def _attempt(setup, trade: Trade, ended_ms: int) -> dict:
+    """An entry order and what became of it; prices as text (exact Decimals), fills as [leg, price, time]."""
+    return {"signal_id": setup.signal_id, "placed_ms": int(setup.known_at_ms), "ended_ms": int(ended_ms),
+            "state": trade.state.value, "direction": trade.direction, "reference_price": str(setup.entry_price),
+            "entry_price": str(trade.entry_price), "sl_price": str(trade.initial_sl),
+            "tp1_price": str(trade.tp1_price), "tp2_price": str(trade.tp2_price), "amount": str(trade.amount),
+            "fills": json.dumps([[f.leg, str(f.price), int(f.time_ms)] for f in trade.fills])}
 
 
 def _score_as_known(exchange: str, symbol: str, interval: str, setups: pd.DataFrame, zones: pd.DataFrame,
