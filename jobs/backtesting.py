@@ -3,9 +3,9 @@
 Input: silver.unified_klines pinned at the table's current Delta version (recorded with the
 results, so a run can be repeated exactly), or a kline file (`--klines FILE`: one symbol's
 bars, its sha256 recorded instead). Spark fans the work out per symbol (`applyInPandas`): each
-group holds the symbol's 1m klines (the fills) and its configured timeframes, computes each
-interval's analytics once and runs `common/backtest/engine.backtest_series` for every
-timeframe x strategy. The combinations' orders are then replayed on one account
+group holds the symbol's 1m klines (the fills; without them, each timeframe's own bars) and its
+configured timeframes, computes each interval's analytics once and runs
+`common/backtest/engine.backtest_series` for every timeframe x strategy. The combinations' orders are then replayed on one account
 (`common/backtest/portfolio.py`). Metrics (`common/backtest/metrics.py`) per combination and
 for the portfolio go to gold.backtest_results, the trades to gold.backtest_trades and the
 equity curves to gold.backtest_equity, all under one run id; `--report DIR` draws them.
@@ -275,7 +275,7 @@ def _backtest_symbol(config: AppConfig, values: dict, exchange: str, train: list
                     if i != "1m"}
         trading = BacktestConfig(values).trading()
         for interval in trading.trading_intervals:
-            if interval not in series or "1m" not in series:
+            if interval not in series:
                 continue
             others = {i: (b, config.analytics.params(i)) for i, b in series.items() if i not in ("1m", interval)}
             for strategy in trading.strategies:
@@ -285,7 +285,7 @@ def _backtest_symbol(config: AppConfig, values: dict, exchange: str, train: list
                     return backtest_series(exchange, symbol, interval, INTERVAL_MS[interval], series[interval],
                                            config.analytics.params(interval), config.signals.scan_params(),
                                            BacktestConfig({**values, "strategies": [strategy], **overrides}).trading(),
-                                           config, minute_bars=series["1m"], other_intervals=others,
+                                           config, minute_bars=series.get("1m"), other_intervals=others,
                                            analyses=analyses, windows=scoring)
                 if train is not None:
                     for step in train:

@@ -59,6 +59,7 @@ class LatestBreak:
         breaks = events[events.event_type.isin(BREAKS)] if len(events) else events
         self.rows = breaks.sort_values("known_at_ms", kind="stable").reset_index(drop=True)
         self.known_at_ms = self.rows.known_at_ms.to_numpy(dtype="int64")
+        self._records = list(self.rows.itertuples(index=False))  # a tuple per row: cheap to hand out
 
     def position(self, as_of_ms: int, max_age_ms: int | None) -> int | None:
         n = int(np.searchsorted(self.known_at_ms, as_of_ms, side="right")) - 1
@@ -67,5 +68,6 @@ class LatestBreak:
         return n
 
     def as_of(self, as_of_ms: int, max_age_ms: int | None):
+        """The break's row (a named tuple of its columns), or None."""
         n = self.position(as_of_ms, max_age_ms)
-        return None if n is None else self.rows.iloc[n]
+        return None if n is None else self._records[n]

@@ -10,7 +10,7 @@ the state stored in between (the stream), it returns the same rows: the tests ho
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -116,8 +116,8 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
         for swing in confirmed:
             profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
                                                 params.profile_bins)
-            zones = _add_swing_zone(zones, versions, swing, bars, profile, window, atr[t], params, known_at,
-                                     interval_ms)
+            zones = _add_swing_zone(zones, versions, swing, (open_ms, open_, high, low, close), profile, window,
+                                     atr[t], params, known_at, interval_ms)
         if (open_ms[t] // interval_ms) % params.profile_step_bars == 0 and t - first + 1 >= params.profile_window_bars:
             profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
                                                 params.profile_bins)
@@ -129,14 +129,16 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
     return _frame(events, EVENT_COLUMNS), _frame(versions, ZONE_COLUMNS), new_state
 
 
-def _add_swing_zone(zones, versions, swing: Swing, bars: pd.DataFrame, profile, window, atr, params, known_at,
-                    interval_ms):
+def _add_swing_zone(zones, versions, swing: Swing, bars: tuple[np.ndarray, ...], profile, window, atr, params,
+                    known_at, interval_ms):
+    """bars: (open_time_ms, open, high, low, close) arrays of the series."""
     zone_type = DEMAND if swing.kind == "low" else SUPPLY
-    row = bars.iloc[int(np.searchsorted(bars["open_time_ms"].to_numpy(), swing.time_ms))]
+    open_ms, open_, high_, low_, close_ = bars
+    i = int(np.searchsorted(open_ms, swing.time_ms))
     if zone_type == DEMAND:
-        low, high = float(row.low), float(min(row.open, row.close))
+        low, high = float(low_[i]), float(min(open_[i], close_[i]))
     else:
-        low, high = float(max(row.open, row.close)), float(row.high)
+        low, high = float(max(open_[i], close_[i])), float(high_[i])
     for n, zone in enumerate(zones):
         if (zone.zone_type == zone_type and zone.source == "swing"
                 and abs(zone.level - swing.level) <= params.cluster_atr * atr):
@@ -167,7 +169,7 @@ def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int,
     for side in (DEMAND, SUPPLY):
         side_zones = [z for z in zones if z.zone_type == side]
         for zone in side_zones[:max(0, len(side_zones) - limit)]:
-            _write(versions, replace(zone, status=EXPIRED), known_at, interval_ms, atr)
+            _write(versions, zone.evolve(status=EXPIRED), known_at, interval_ms, atr)
             zones = [z for z in zones if z.zone_id != zone.zone_id]
     return zones
 
@@ -175,7 +177,7 @@ def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int,
 def _write(versions: list[dict], zone: Zone, known_at: int, interval_ms: int, atr: float,
            before: Zone | None = None) -> Zone:
     """Append the zone's next version; returns the zone numbered as written."""
-    zone = replace(zone, version=zone.version + 1)
+    zone = zone.evolve(version=zone.version + 1)
     versions.append(zone_row(zone, known_at, interval_ms, atr, before))
     return zone
 

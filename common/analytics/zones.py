@@ -27,7 +27,7 @@ bar did (`touched_now`, `swept_now`), so a reader needs no earlier version to se
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -77,6 +77,20 @@ class Zone:
     def is_liquidity_pool(self) -> bool:
         return self.swing_count >= 2
 
+    def evolve(self, **changes) -> Zone:
+        """A copy with these fields changed: `dataclasses.replace` without its per-call field
+        introspection (a zone changes on most bars that reach it, tens of thousands of times a year)."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"Zone has no fields {sorted(unknown)}")
+        copy = object.__new__(Zone)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
+
+
+_ZONE_FIELDS_IN_ROWS = [f.name for f in fields(Zone) if f.name in ZONE_COLUMNS]
+
 
 def zone_quality(zone: Zone) -> float:
     """0-100, the sum of:
@@ -104,7 +118,7 @@ def zone_quality(zone: Zone) -> float:
 def zone_row(zone: Zone, known_at_ms: int, interval_ms: int, atr: float, before: Zone | None = None) -> dict:
     """The zone as known at a bar's close, with that bar's ATR (for stops placed beyond it);
     `before`: the zone before that bar's tracking, when this version comes from it."""
-    row = {k: v for k, v in asdict(zone).items() if k in ZONE_COLUMNS}
+    row = {k: getattr(zone, k) for k in _ZONE_FIELDS_IN_ROWS}  # not asdict: it deep-copies, field by field
     row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone), atr=float(atr),
                age_bars=int((known_at_ms - zone.created_ms) // interval_ms), known_at_ms=int(known_at_ms),
                touched_now=before is not None and zone.touches > before.touches,
@@ -136,7 +150,7 @@ def join_swing(zone: Zone, level: float, low: float, high: float, profile: Profi
     zone_low, zone_high = min(zone.zone_low, low), max(zone.zone_high, high)
     total = profile.total
     volume = profile.volume_between(zone_low, zone_high)
-    return replace(zone, swing_count=zone.swing_count + 1, zone_low=zone_low, zone_high=zone_high,
+    return zone.evolve(swing_count=zone.swing_count + 1, zone_low=zone_low, zone_high=zone_high,
                    level=min(zone.level, level) if zone.zone_type == DEMAND else max(zone.level, level),
                    poc_price=profile.poc_between(zone_low, zone_high), volume=volume,
                    volume_share=volume / total if total > 0 else 0.0, width_atr=float((zone_high - zone_low) / atr))
@@ -171,7 +185,7 @@ def track_bar(zone: Zone, high: float, low: float, close: float) -> Zone:
             in_visit = False
         elif not reaches:
             in_visit = False
-    return replace(zone, touches=touches, rejections=rejections, sweeps=sweeps, breaks=breaks, status=status,
+    return zone.evolve(touches=touches, rejections=rejections, sweeps=sweeps, breaks=breaks, status=status,
                    in_visit=in_visit)
 
 
