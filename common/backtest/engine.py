@@ -91,7 +91,7 @@ def backtest_series(exchange: str, symbol: str, interval: str, interval_ms: int,
         scored_rows.append({**setup._asdict(), **score._asdict()})
         if score.status != "confirmed" or setup.known_at_ms <= busy_until:
             continue
-        trade, closed_ms = _trade(setup, score, capital, fills, trading)
+        trade, closed_ms = _trade(setup, score, capital, fills, trading, interval_ms)
         if trade is None:
             continue
         busy_until = closed_ms
@@ -150,7 +150,7 @@ def analyze(exchange: str, symbol: str, interval: str, bars: pd.DataFrame, param
                                    for t, b in zip(events.event_type, events.bar_time_ms)]), zones
 
 
-def _trade(setup, score, capital: Decimal, fills: FillBars, trading: TradingConfig):
+def _trade(setup, score, capital: Decimal, fills: FillBars, trading: TradingConfig, interval_ms: int):
     """The confirmed setup's trade from the bar after it became known: (trade, when it ended)."""
     entry = Decimal(str(setup.entry_price))
     rules = paper_market_rules(entry)
@@ -166,8 +166,10 @@ def _trade(setup, score, capital: Decimal, fills: FillBars, trading: TradingConf
                   Decimal(str(trading.slippage_bps)))
     # Live from the first whole bar after the setup's close, as the paper exchange places it.
     start = int(np.searchsorted(fills.open_time_ms, setup.known_at_ms, side="right"))
+    # The timeout counts the setup's bars, as the position manager does, whatever bars fill it.
+    timeout_fill_bars = trading.entry_timeout_bars * interval_ms // fills.bar_ms
     return trade_through_bars(trade, fills, start, costs, rules, Decimal(str(trading.tp1_close_pct)),
-                              trading.move_sl_to_breakeven, trading.entry_timeout_bars)
+                              trading.move_sl_to_breakeven, timeout_fill_bars)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,11 @@ class FillBars:
 
     def __len__(self) -> int:
         return len(self.open_time_ms)
+
+    @property
+    def bar_ms(self) -> int:
+        """The bars' length (1m bars: 60,000)."""
+        return int(self.close_time_ms[0] - self.open_time_ms[0] + 1) if len(self) else 1
 
 
 def trade_through_bars(trade: Trade, bars: FillBars, start: int, costs: Costs, rules: MarketRules,
