@@ -136,6 +136,10 @@ class BacktestReport:
     windows: list[dict] = field(default_factory=list)  # walk-forward: each window and its calibration
     report_path: Path | None = None
 
+    @property
+    def rows_out(self) -> int:  # for gold.job_runs
+        return self.trades
+
     def describe(self) -> str:
         p = self.portfolio
         version = f" version {self.data_version}" if self.data_version is not None else ""

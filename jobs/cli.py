@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("manage", help="reconcile orders and positions with the exchange; protect, move to "
                                        "breakeven and close positions")
 
+    monitor = commands.add_parser("monitor", help="signals, positions, P&L and the pipeline's health at a glance")
+    monitor.add_argument("--format", choices=("table", "json"), default="table")
+    monitor.add_argument("--watch", type=float, metavar="SECONDS", default=None,
+                         help="refresh every SECONDS until Ctrl-C (one Spark session throughout)")
+
     demo = commands.add_parser("demo", help="paper-trade the history in the lake as if live: step a clock through "
                                             "it, scoring, executing and managing as of each step; check the books")
     demo.add_argument("--step-minutes", type=int, default=15, help="manager turns while a position is open")
@@ -121,6 +126,7 @@ def _init(args, config) -> int:
 
 
 def _sql(args, config) -> int:
+    from common.job_runs import first_line
     from common.spark_session import build_spark_session
     from jobs.sql_query import format_result, run_sql
 
@@ -128,7 +134,7 @@ def _sql(args, config) -> int:
     try:
         columns, rows, truncated = run_sql(spark, args.query, args.max_rows)
     except Exception as err:  # noqa: BLE001 - show Spark's message, not a Py4J trace
-        print(f"sql error: {_first_line(err)}", file=sys.stderr)
+        print(f"sql error: {first_line(err)}", file=sys.stderr)
         return 1
     finally:
         spark.stop()
@@ -214,7 +220,6 @@ def _replay(args, config) -> int:
 def _stream(args, config) -> int:
     from dataclasses import replace
 
-    from common.spark_session import build_spark_session
     from streaming.app import run_stream
 
     overrides = {"max_offsets_per_trigger": args.max_offsets_per_trigger,
@@ -224,42 +229,34 @@ def _stream(args, config) -> int:
         print("stream: --max-offsets-per-trigger and --trigger-interval-seconds must be at least 1", file=sys.stderr)
         return 2
     config = replace(config, streaming=replace(config.streaming, **overrides))
-    spark = build_spark_session(config, "cryptobot-stream")
-    try:
-        from streaming.app import STAGE_NAMES
+    from streaming.app import STAGE_NAMES
 
-        stages = STAGE_NAMES.index(args.until) + 1
-        print(run_stream(spark, config, available_now=args.available_now, stages=stages).describe())
-    finally:
-        spark.stop()
+    stages = STAGE_NAMES.index(args.until) + 1
+    print(_recorded(config, "stream", lambda spark: run_stream(spark, config, available_now=args.available_now,
+                                                               stages=stages),
+                    details=f"until={args.until} available_now={args.available_now}").describe())
     return 0
 
 
 def _sanity(args, config) -> int:
-    from common.spark_session import build_spark_session
     from jobs.sanity_checks import FAIL, check_unified, format_report, reconcile_bronze_to_silver, record_results
 
-    spark = build_spark_session(config, "cryptobot-sanity")
-    try:
-        results = reconcile_bronze_to_silver(spark, config, symbols=args.symbol) + check_unified(
+    def checks(spark):
+        found = reconcile_bronze_to_silver(spark, config, symbols=args.symbol) + check_unified(
             spark, config, max_staleness_minutes=args.max_staleness_minutes, symbols=args.symbol)
-        run_id = record_results(spark, results)
-    finally:
-        spark.stop()
+        return found, record_results(spark, found)
+
+    results, run_id = _recorded(config, "sanity", checks)
     print(format_report(results))
     print(f"recorded in gold.sanity_results, run_id {run_id}")
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
 def _scan(args, config) -> int:
-    from common.spark_session import build_spark_session
     from jobs import signal_scanner
 
-    spark = build_spark_session(config, "cryptobot-scan")
-    try:
-        print(f"setups found: {signal_scanner.run(spark, config, since_ms=args.since)}")
-    finally:
-        spark.stop()
+    found = _recorded(config, "signal_scanner", lambda spark: signal_scanner.run(spark, config, since_ms=args.since))
+    print(f"setups found: {found}")
     return 0
 
 
@@ -267,16 +264,20 @@ def _score(args, config) -> int:
     from common.spark_session import build_spark_session
     from jobs import statistical_scorer
 
-    spark = build_spark_session(config, "cryptobot-score")
-    try:
-        if args.report:
+    if args.report:
+        spark = build_spark_session(config, "cryptobot-score")
+        try:
             print(statistical_scorer.report(spark, config))
-            return 0
+        finally:
+            spark.stop()
+        return 0
+
+    def score(spark):
         if args.calibrate:
             print(statistical_scorer.run_calibration(spark, config))
-        print(statistical_scorer.run(spark, config).describe())
-    finally:
-        spark.stop()
+        return statistical_scorer.run(spark, config)
+
+    print(_recorded(config, "statistical_scorer", score).describe())
     return 0
 
 
@@ -291,27 +292,41 @@ def _manage(args, config) -> int:
 def _trading_job(config, name: str) -> int:
     import importlib
 
-    from common.spark_session import build_spark_session
-
     job = importlib.import_module(f"jobs.{name}")
-    spark = build_spark_session(config, f"cryptobot-{name.replace('_', '-')}")
-    try:
-        print(job.run(spark, config).describe())
-    finally:
-        spark.stop()
+    print(_recorded(config, name, lambda spark: job.run(spark, config)).describe())
     return 0
 
 
-def _demo(args, config) -> int:
-    from common.spark_session import build_spark_session
-    from jobs import paper_replay
+def _monitor(args, config) -> int:
+    import time
 
-    spark = build_spark_session(config, "cryptobot-demo")
+    from common.spark_session import build_spark_session
+    from jobs import signals_monitor
+
+    if args.watch is not None and args.watch <= 0:
+        print("monitor: --watch must be a positive number of seconds", file=sys.stderr)
+        return 2
+    spark = build_spark_session(config, "cryptobot-monitor")
     try:
-        report = paper_replay.run(spark, config, step_minutes=args.step_minutes, days=args.days)
-        print(report.describe())
+        while True:
+            text = signals_monitor.render(signals_monitor.collect(spark, config), args.format)
+            if args.watch is None:
+                print(text)
+                return 0
+            print("\033[2J\033[H" + time.strftime("%Y-%m-%d %H:%M:%S") + "\n" + text, flush=True)
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
     finally:
         spark.stop()
+
+
+def _demo(args, config) -> int:
+    from jobs import paper_replay
+
+    report = _recorded(config, "paper_replay", lambda spark: paper_replay.run(
+        spark, config, step_minutes=args.step_minutes, days=args.days))
+    print(report.describe())
     return 0 if report.reconciled else 1
 
 
@@ -328,15 +343,22 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _backtest(args, config) -> int:
-    from common.spark_session import build_spark_session
     from jobs import backtesting
 
-    spark = build_spark_session(config, "cryptobot-backtest")
+    print(_recorded(config, "backtest", lambda spark: backtesting.run_from_args(spark, config, args)).describe())
+    return 0
+
+
+def _recorded(config, job: str, work, details: str | None = None):
+    """work(spark) in a session of its own, recorded in gold.job_runs as a run of `job`."""
+    from common.job_runs import run_recorded
+    from common.spark_session import build_spark_session
+
+    spark = build_spark_session(config, f"cryptobot-{job.replace('_', '-')}")
     try:
-        print(backtesting.run_from_args(spark, config, args).describe())
+        return run_recorded(spark, config, job, lambda: work(spark), details=details)
     finally:
         spark.stop()
-    return 0
 
 
 def _symbols(args, config) -> int:
@@ -358,15 +380,10 @@ def parse_utc_ms(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
             "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
             "symbols": _symbols, "scan": _scan, "score": _score,
-            "execute": _execute, "manage": _manage, "demo": _demo, "backtest": _backtest}
+            "execute": _execute, "manage": _manage, "monitor": _monitor, "demo": _demo, "backtest": _backtest}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,14 +6,16 @@ import sys
 from typing import Any, Callable
 
 from common.config import AppConfig, ConfigError, load_config
+from common.job_runs import run_recorded
 from common.logging_setup import configure_logging
 
 log = logging.getLogger(__name__)
 
 
 def run_job(job_name: str, run: Callable[[Any, AppConfig], Any],
-            print_result: Callable[[Any], None] | None = None) -> Any:
-    """Run `run(spark, config)` as the job `job_name`; exit 2 on a config error, 1 on failure."""
+            print_result: Callable[[Any], None] | None = None, record: bool = True) -> Any:
+    """Run `run(spark, config)` as the job `job_name`, recorded in gold.job_runs unless it only
+    reads (record=False); exit 2 on a config error, 1 on failure."""
     from common.spark_session import build_spark_session
 
     configure_logging()
@@ -24,7 +26,8 @@ def run_job(job_name: str, run: Callable[[Any, AppConfig], Any],
         sys.exit(2)
     spark = build_spark_session(config, f"cryptobot-{job_name}")
     try:
-        result = run(spark, config)
+        result = (run_recorded(spark, config, job_name, lambda: run(spark, config)) if record
+                  else run(spark, config))
         if print_result is not None:
             print_result(result)
         return result

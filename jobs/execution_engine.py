@@ -44,6 +44,14 @@ class ExecutionResult:
     skipped: Counter = field(default_factory=Counter)  # reason -> signals
     halted: str | None = None
 
+    @property
+    def rows_in(self) -> int:  # for gold.job_runs: confirmed signals looked at, entries placed
+        return self.placed + sum(self.skipped.values())
+
+    @property
+    def rows_out(self) -> int:
+        return self.placed
+
     def describe(self) -> str:
         lines = [f"entries placed: {self.placed}"] + ([f"halted: {self.halted}"] if self.halted else [])
         return "\n".join(lines + [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())])

@@ -43,6 +43,14 @@ class ReplayReport:
     checks: dict[str, str | None] = field(default_factory=dict)  # check -> None when it holds, else why not
 
     @property
+    def rows_in(self) -> int:  # for gold.job_runs: signal scorings, entries placed
+        return self.signals_scored
+
+    @property
+    def rows_out(self) -> int:
+        return self.entries_placed
+
+    @property
     def reconciled(self) -> bool:
         return all(problem is None for problem in self.checks.values())
 

@@ -48,6 +48,10 @@ ACTOR = "position_manager"
 class ManagerResult:
     actions: Counter = field(default_factory=Counter)
 
+    @property
+    def rows_out(self) -> int:  # for gold.job_runs: orders placed, cancelled, positions closed, ...
+        return sum(self.actions.values())
+
     def describe(self) -> str:
         return "\n".join(["position manager:"] + [f"  {a}: {n}" for a, n in sorted(self.actions.items())])
 

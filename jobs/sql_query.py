@@ -21,7 +21,7 @@ def run_sql(spark, query: str, max_rows: int) -> tuple[list[str], list[tuple], b
 
 def format_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([dict(zip(columns, map(_jsonable, row))) for row in rows], indent=2)
+        return json.dumps([dict(zip(columns, map(jsonable, row))) for row in rows], indent=2)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -45,15 +45,15 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, Decimal):
         return _text(value)  # as a string: a float would lose money's digits
     if hasattr(value, "asDict"):
-        return {k: _jsonable(v) for k, v in value.asDict().items()}
+        return {k: jsonable(v) for k, v in value.asDict().items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 

@@ -45,6 +45,14 @@ class ScoringResult:
     moves: Counter = field(default_factory=Counter)  # "pending->confirmed" -> count
     calibration_version: str = "default"
 
+    @property
+    def rows_in(self) -> int:  # for gold.job_runs: signals read, status moves made
+        return self.scored
+
+    @property
+    def rows_out(self) -> int:
+        return sum(self.moves.values())
+
     def describe(self) -> str:
         lines = [f"signals scored: {self.scored} (calibration {self.calibration_version})"]
         lines += [f"  {move}: {count}" for move, count in sorted(self.moves.items())]

@@ -33,6 +33,10 @@ class StreamReport:
     rows: dict[str, int] = field(default_factory=dict)  # query name -> input rows processed
     stage_seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time (available-now)
 
+    @property
+    def rows_in(self) -> int:  # for gold.job_runs
+        return sum(self.rows.values())
+
     def describe(self) -> str:
         return "\n".join([f"rows processed: {sum(self.rows.values())}"] +
                          [f"  {name}: {count}" for name, count in self.rows.items()])

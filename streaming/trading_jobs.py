@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from common.config import AppConfig
+from common.job_runs import run_recorded
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -106,10 +107,10 @@ def score_and_execute(spark, config: AppConfig) -> None:
     from jobs import execution_engine, statistical_scorer
 
     try:
-        scored = statistical_scorer.run(spark, config)
+        scored = run_recorded(spark, config, "statistical_scorer", lambda: statistical_scorer.run(spark, config))
         if any(move.endswith("->confirmed") for move in scored.moves):
-            log.info("event=execution_after_scoring %s", execution_engine.run(spark, config).describe()
-                     .replace("\n", ";"))
+            executed = run_recorded(spark, config, "execution_engine", lambda: execution_engine.run(spark, config))
+            log.info("event=execution_after_scoring %s", executed.describe().replace("\n", ";"))
     except Exception:  # noqa: BLE001 - logged with its traceback, retried after the next batch
         log.exception("event=score_or_execute_failed")
 
@@ -129,7 +130,7 @@ def _manage_in_process(spark, config: AppConfig) -> None:
     from jobs import position_manager
 
     try:
-        result = position_manager.run(spark, config)
+        result = run_recorded(spark, config, "position_manager", lambda: position_manager.run(spark, config))
         if result.actions:
             log.info("event=positions_managed %s", result.describe().replace("\n", ";"))
     except Exception:  # noqa: BLE001 - logged with its traceback; the next turn tries again

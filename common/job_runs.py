@@ -1,0 +1,65 @@
+"""gold.job_runs: one row per run of a job (scorer, execution engine, position manager, stream,
+backtest, sanity checks, ...) with its start, end, status, rows in and out and the error's
+first line; the monitor reads it. A job's result says its own counts through `rows_in` /
+`rows_out` attributes where it has them. Recording never hides the job's own outcome: a
+failure to write the row is logged, and the job's error (if any) is raised as it was."""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Callable, TypeVar
+
+from common.catalog import location_of
+from common.config import AppConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SUCCEEDED, FAILED, STOPPED = "succeeded", "failed", "stopped"
+
+
+def run_recorded(spark, config: AppConfig, job: str, work: Callable[[], T], details: str | None = None) -> T:
+    """work() as a run of `job`, recorded in gold.job_runs whatever its outcome."""
+    started = time.time()
+    try:
+        result = work()
+    except KeyboardInterrupt:
+        record_run(spark, config, job, started, STOPPED, details=details, error="interrupted")
+        raise
+    except Exception as err:
+        record_run(spark, config, job, started, FAILED, details=details, error=f"{type(err).__name__}: {first_line(err)}")
+        raise
+    record_run(spark, config, job, started, SUCCEEDED, getattr(result, "rows_in", None),
+               getattr(result, "rows_out", None), details=details)
+    return result
+
+
+def record_run(spark, config: AppConfig, job: str, started_s: float, status: str, rows_in: int | None = None,
+               rows_out: int | None = None, error: str | None = None, details: str | None = None) -> None:
+    from pyspark.sql.types import StructType
+
+    ended_s = time.time()
+    row = (uuid.uuid4().hex, job, _utc(started_s), _utc(ended_s), round(ended_s - started_s, 3), status,
+           None if rows_in is None else int(rows_in), None if rows_out is None else int(rows_out),
+           None if error is None else error[:2000], socket.gethostname(), details)
+    try:
+        location = location_of(config, "gold.job_runs")
+        schema: StructType = spark.read.format("delta").load(location).schema
+        spark.createDataFrame([row], schema).write.format("delta").mode("append").save(location)
+        log.info("event=job_run job=%s status=%s duration_s=%.1f rows_in=%s rows_out=%s", job, status,
+                 ended_s - started_s, rows_in, rows_out)
+    except Exception as err:  # the lake may be what failed; the job's own outcome matters more
+        log.warning("event=job_run_not_recorded job=%s status=%s error=%s", job, status, first_line(err))
+
+
+def _utc(epoch_s: float) -> datetime:
+    # Spark takes naive datetimes as the session's time zone (UTC here, conf/spark-defaults.conf).
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).replace(tzinfo=None)
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
