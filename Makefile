@@ -139,8 +139,12 @@ test-integration: setup
 
 # Figures: start-up and init times of the local stack.
 bench: setup
+	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) bench/startup.py
 	$(PY) bench/replay_throughput.py
+	$(PY) bench/analytics_incremental.py
+	$(PY) bench/backtest_speed.py
+	$(PY) bench/backtest_speed.py --grid
 
 # A wheel and a zip of the code, for spark-submit --py-files on a cluster.
 dist: setup
