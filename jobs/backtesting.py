@@ -44,7 +44,7 @@ from common.backtest.portfolio import run_portfolio
 from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig, ConfigError
 from common.progress import SparkProgress
-from common.scoring import DEFAULT_CALIBRATION, calibrate
+from common.scoring import DEFAULT_CALIBRATION, Calibration, calibrate
 from common.trading_config import PARAMS_BY_NAME, default_rows, parse_trading_config
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,11 @@ def _fmt(value) -> str:
 
 
 def run(spark: SparkSession, config: AppConfig, backtest: BacktestConfig | None = None, walk_forward: bool = False,
-        kline_file: str | None = None, report_dir: str | None = None, progress: bool = True) -> BacktestReport:
+        kline_file: str | None = None, report_dir: str | None = None, progress: bool = True,
+        trade_from_ms: int | None = None, calibration: Calibration | None = None) -> BacktestReport:
+    """trade_from_ms: trade only the setups known from then on (the analytics still read all the
+    history before it); calibration: score with it instead of the default (the paper replay's
+    parity check passes the one the live scorer used)."""
     backtest = backtest or BacktestConfig.load()
     trading = backtest.trading()
     exchange = backtest.values.get("exchange", "binance")
@@ -197,6 +201,8 @@ def run(spark: SparkSession, config: AppConfig, backtest: BacktestConfig | None 
                                    "test": _span(step.test_start_ms, step.test_end_ms), "train_trades": len(measured),
                                    "calibration": (calibration or DEFAULT_CALIBRATION).version,
                                    "test_start_ms": step.test_start_ms, "test_end_ms": step.test_end_ms})
+    if windows is None and (trade_from_ms is not None or calibration is not None):
+        windows = [ScoringWindow(trade_from_ms or 0, 2**62, calibration or DEFAULT_CALIBRATION)]
     rows = _collect(spark, klines, _backtest_symbol(config, backtest.values, exchange, windows=windows),
                     "backtest" if progress else None)
     klines.unpersist()

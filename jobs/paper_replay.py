@@ -13,10 +13,14 @@ order's fills in trading.orders are the paper exchange's. `cryptobot demo`.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -41,6 +45,7 @@ class ReplayReport:
     net_pnl: Decimal = Decimal(0)
     equity: Decimal = Decimal(0)
     checks: dict[str, str | None] = field(default_factory=dict)  # check -> None when it holds, else why not
+    traded_from_ms: int | None = None  # --days: only the signals known from then on
 
     @property
     def rows_in(self) -> int:  # for gold.job_runs: signal scorings, entries placed
@@ -74,7 +79,8 @@ def run(spark: SparkSession, config: AppConfig, step_minutes: int = 15, days: fl
         raise ConfigError(f"no 1m klines of {trading.trading_exchange} for {list(trading.trading_symbols)} in "
                           f"silver.unified_klines: replay some first (make demo does)")
     end_ms = max(ends.values())
-    signal_times = _signal_times(spark, config, trading, None if days is None else end_ms - int(days * 86_400_000))
+    report.traded_from_ms = None if days is None else end_ms - int(days * 86_400_000)
+    signal_times = _signal_times(spark, config, trading, report.traded_from_ms)
     step_ms = step_minutes * MINUTE_MS
     now_ms, busy = None, False
     for known_at in signal_times + [end_ms]:
@@ -157,6 +163,86 @@ def _check_books(spark, config, gateway, trading, report: ReplayReport) -> None:
                                f"paper {(fills.filled, fills.fee, fills.status)}")
     report.checks["every order's fills in trading.orders are the paper exchange's"] = (
         "; ".join(differences[:5]) if differences else None)
+
+
+def compare_with_backtest(spark, config: AppConfig, from_ms: int | None = None) -> tuple[str, list[str]]:
+    """Parity: the backtester over the same klines, with the trading config's symbols, intervals,
+    strategies and parameters and the calibration the scorer used, trading the setups known from
+    `from_ms` on (the paper replay's --days), must close the same trades as the paper replay on one
+    account: the portfolio's trades against trading.positions_closed, signal by signal (entry,
+    exit, quantity, net P&L, exit reason). Returns (backtest run id, differences: none = parity)."""
+    from jobs import backtesting
+
+    trading = read_trading_config(spark)
+    stored = {r.param_name: r.param_value for r in read_table(spark, config, "gold.trading_config").collect()}
+    values = {name: text for name, text in stored.items() if name in backtesting.PARAMS_BY_NAME}
+    values.update(symbols=list(trading.trading_symbols), timeframes=list(trading.trading_intervals),
+                  strategies=list(trading.strategies), exchange=trading.trading_exchange,
+                  initial_capital=float(trading.paper_initial_equity_usdt))
+    run = backtesting.run(spark, config, backtesting.BacktestConfig(values), progress=False, trade_from_ms=from_ms,
+                          calibration=statistical_scorer.latest_calibration(spark, config))
+
+    def key(signal_id, entry, exit_price, quantity, net, reason):
+        return signal_id, tuple(Decimal(str(v)).normalize() for v in (entry, exit_price, quantity, net)), reason
+
+    simulated = {key(r.signal_id, r.entry_price, r.exit_price, r.quantity, r.pnl, r.exit_reason) for r in
+                 read_table(spark, config, "gold.backtest_trades")
+                 .where((F.col("run_id") == run.run_id) & (F.col("scope") == "portfolio")).collect()}
+    paper = read_table(spark, config, "trading.positions_closed").where(
+        (F.col("mode") == "paper") & (F.col("exchange") == trading.trading_exchange)
+        & F.col("symbol").isin(list(trading.trading_symbols)))
+    if from_ms is not None:
+        known = read_table(spark, config, "gold.signals_all").where(F.col("known_at_ms") >= from_ms).select("signal_id")
+        paper = paper.join(known, "signal_id")
+    traded = {key(r.signal_id, r.entry_price, r.exit_price, r.quantity, r.net_pnl, r.exit_reason)
+              for r in paper.collect()}
+    differences = [f"paper only: {t}" for t in sorted(traded - simulated)]
+    differences += [f"backtest only: {t}" for t in sorted(simulated - traded)]
+    return run.run_id, differences
+
+
+def write_trading_report(spark, config: AppConfig, out_dir: str, title: str = "Paper trading") -> Path:
+    """What was traded, as a backtest's report (common/backtest/report.py): the closed paper
+    positions with their signals' scores, the equity the books give (initial equity plus each
+    close's net P&L) and its metrics, so the demo's trades read like a backtest's."""
+    from common.backtest.metrics import compute_metrics
+    from common.backtest.report import PORTFOLIO, write_report
+
+    trading = read_trading_config(spark)
+    initial = float(trading.paper_initial_equity_usdt)
+    closed = (read_table(spark, config, "trading.positions_closed").where(F.col("mode") == "paper")
+              .join(read_table(spark, config, "gold.signals_all").select("signal_id", "score"), "signal_id", "left")
+              .select("signal_id", "symbol", "interval", "strategy", "direction", "score", "entry_price",
+                      "exit_price", "exit_reason", "realized_pnl", "fees", "net_pnl", "r_multiple", "hold_minutes",
+                      (F.unix_millis("opened_at")).alias("entry_time_ms"),
+                      (F.unix_millis("closed_at")).alias("exit_time_ms"))
+              .orderBy("exit_time_ms").toPandas())
+    first_ms = _first_kline_ms(spark, config, trading)
+    tp1_filled = {r.signal_id for r in read_table(spark, config, "trading.orders")
+                  .where((F.col("mode") == "paper") & (F.col("leg") == "tp1") & (F.col("filled") > 0))
+                  .select("signal_id").distinct().collect()}
+    trades = closed.assign(scope=PORTFOLIO, pnl=closed.net_pnl, tp1_hit=closed.signal_id.isin(tp1_filled))
+    curve = pd.Series({first_ms: initial, **{int(t): initial + float(v) for t, v in
+                                              zip(trades.exit_time_ms, trades.net_pnl.astype(float).cumsum())}})
+    curve = curve[~curve.index.duplicated(keep="last")].sort_index()
+    metrics = compute_metrics(curve, trades)
+    results = pd.DataFrame([{"run_id": title, "scope": PORTFOLIO, "exchange": trading.trading_exchange,
+                             "start_ms": int(curve.index.min()), "end_ms": int(curve.index.max()),
+                             "final_equity": float(curve.iloc[-1]), "run_timestamp": pd.Timestamp.utcnow(),
+                             "config_json": json.dumps({"symbols": list(trading.trading_symbols),
+                                                        "intervals": list(trading.trading_intervals),
+                                                        "strategies": list(trading.strategies)}),
+                             **metrics.as_dict()}])
+    equity = pd.DataFrame({"run_id": title, "scope": PORTFOLIO, "ts_ms": curve.index, "equity": curve.values})
+    return write_report(out_dir, results, trades, equity, title=title)
+
+
+def _first_kline_ms(spark, config, trading) -> int:
+    row = (read_table(spark, config, "silver.unified_klines")
+           .where((F.col("exchange") == trading.trading_exchange) & (F.col("interval") == "1m")
+                  & F.col("symbol").isin(list(trading.trading_symbols)))
+           .agg(F.min("open_time_ms")).first())
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def main() -> None:

@@ -139,8 +139,7 @@ def end_offsets(config: AppConfig, topics: list[str]) -> dict[tuple[str, int], i
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, client_id="cryptobot-monitor", request_timeout_ms=5_000,
-                             api_version_auto_timeout_ms=5_000)
+                             enable_auto_commit=False, client_id="cryptobot-monitor", request_timeout_ms=5_000)
     try:
         found = consumer.topics()
         partitions = [TopicPartition(t, p) for t in topics if t in found

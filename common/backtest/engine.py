@@ -146,6 +146,10 @@ def analyze(exchange: str, symbol: str, interval: str, bars: pd.DataFrame, param
     from common.config import INTERVAL_MS
 
     events, zones, _ = analyze_series(bars, None, params, INTERVAL_MS[interval])
+    # Zone ids as the stream stores them (streaming/analytics.py: the series, then the zone's
+    # own id): a setup's signal id derives from its zone's, so the backtest's signals carry the
+    # live ids, and simultaneous setups are taken in the same (known_at_ms, signal_id) order.
+    zones = zones.assign(zone_id=f"{exchange}:{symbol}:{interval}:" + zones.zone_id.astype(str))
     return events.assign(event_id=[f"{exchange}:{symbol}:{interval}:{t}:{b}"
                                    for t, b in zip(events.event_type, events.bar_time_ms)]), zones
 

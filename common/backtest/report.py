@@ -50,8 +50,10 @@ TRADE_COLUMNS = (
 )
 
 
-def write_report(out_dir: str | Path, results: pd.DataFrame, trades: pd.DataFrame, equity: pd.DataFrame) -> Path:
-    """Writes out_dir/index.html and its charts for one run; returns the index.html path."""
+def write_report(out_dir: str | Path, results: pd.DataFrame, trades: pd.DataFrame, equity: pd.DataFrame,
+                 title: str | None = None) -> Path:
+    """Writes out_dir/index.html and its charts for one run (titled "Backtest <run id>" unless
+    given a title); returns the index.html path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves = equity_curves(equity)
@@ -62,7 +64,7 @@ def write_report(out_dir: str | Path, results: pd.DataFrame, trades: pd.DataFram
     _save(_r_multiple_chart(trades), out / "r_multiples.png")
     _save(_win_rate_chart(win_rate_by_score(trades)), out / "win_rate_by_score.png")
     index = out / "index.html"
-    index.write_text(_page(results, trades, equity), encoding="utf-8")
+    index.write_text(_page(results, trades, equity, title), encoding="utf-8")
     return index
 
 
@@ -348,7 +350,7 @@ def _first(frame: pd.DataFrame, column: str):
     return values.iloc[0] if len(values) else None
 
 
-def _header(results: pd.DataFrame, trades: pd.DataFrame, equity: pd.DataFrame) -> list[str]:
+def _header(results: pd.DataFrame, trades: pd.DataFrame, equity: pd.DataFrame, title: str | None) -> list[str]:
     ordered = _scopes_in_order(results)
     run_id = _first(ordered, "run_id") or _first(equity, "run_id") or _first(trades, "run_id") or "unknown run"
     start_ms, end_ms = _first(ordered, "start_ms"), _first(ordered, "end_ms")
@@ -364,7 +366,7 @@ def _header(results: pd.DataFrame, trades: pd.DataFrame, equity: pd.DataFrame) -
         config_text = json.dumps(json.loads(config), indent=2, sort_keys=True) if config else "(none)"
     except (TypeError, ValueError):
         config_text = str(config)
-    title = f"Backtest {run_id}"
+    title = title or f"Backtest {run_id}"
     return [f"<title>{html.escape(title)}</title>", "</head><body>", f"<h1>{html.escape(title)}</h1>", "<p>",
             "<br>\n".join(f"<b>{html.escape(k)}:</b> {html.escape(v)}" for k, v in facts), "</p>",
             "<details open><summary>Configuration</summary>", f"<pre>{html.escape(config_text)}</pre>", "</details>"]
@@ -390,9 +392,9 @@ def _trades_section(trades: pd.DataFrame) -> list[str]:
     return [f"<p>{html.escape(note)}</p>", _table(ordered, TRADE_COLUMNS)]
 
 
-def _page(results: pd.DataFrame, trades: pd.DataFrame, equity: pd.DataFrame) -> str:
+def _page(results: pd.DataFrame, trades: pd.DataFrame, equity: pd.DataFrame, title: str | None = None) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<style>{CSS}</style>"]
-    parts += _header(results, trades, equity)
+    parts += _header(results, trades, equity, title)
     parts.append("<h2>Metrics</h2>")
     ordered = _scopes_in_order(results)
     parts.append(_table(ordered, METRIC_COLUMNS, first=("scope", "Scope")) if len(ordered) else "<p>No results.</p>")

@@ -31,7 +31,7 @@ def config(spark, app_env, initialized_lake, tmp_path):
                  WHERE param_name = 'trading_symbols'""")
 
 
-def test_a_signal_traded_as_of_its_own_time_and_the_books_reconcile(spark, config):
+def test_a_signal_traded_as_of_its_own_time_and_the_books_reconcile(spark, config, tmp_path):
     known_at = T0 + 60 * M - 1  # the close of the 1h bar 00:00-01:00
     append(spark, "gold.liquidity_zones", [{
         "zone_id": "replay-zone", "exchange": "binance", "symbol": SYMBOL, "interval": "1h", "zone_type": "demand",
@@ -66,3 +66,9 @@ def test_a_signal_traded_as_of_its_own_time_and_the_books_reconcile(spark, confi
     assert (closed.realized_pnl, closed.fees, closed.net_pnl) == (D(480), D("3.296"), D("476.704"))
     assert report.equity == D(10_000) + closed.net_pnl
     assert report.entries_placed == 1 and report.positions_closed == 1
+
+    # What was traded, as a backtest's report: the trade's row and the charts.
+    index = paper_replay.write_trading_report(spark, config, str(tmp_path / "report"))
+    page = index.read_text()
+    assert "<h1>Paper trading</h1>" in page and SYMBOL in page and "take_profit_2" in page
+    assert all((index.parent / chart).stat().st_size > 0 for chart in ("equity.png", "drawdown.png"))

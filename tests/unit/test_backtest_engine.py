@@ -1,6 +1,7 @@
 """The backtest of one series on the sample: the live analytics, strategies, scorer, sizing
 and paper fill model called over history. The books balance to the cent, nothing is traded
-before it was known, and cutting the history short changes nothing that happened before the cut."""
+before it was known, and cutting the history short changes nothing that happened before the cut
+(the prefix-replay test of the setups' confluence across timeframes, among the rest)."""
 from decimal import Decimal
 
 import pandas as pd
@@ -51,7 +52,9 @@ def test_a_shorter_history_changes_nothing_before_its_end(sample, setting):
     cut_ms = int(sample["15m"].close_time_ms.iloc[len(sample["15m"]) * 2 // 3])
     short = run(sample, setting, until_ms=cut_ms)
     before = full.signals[full.signals.known_at_ms <= cut_ms].reset_index(drop=True)
-    pd.testing.assert_frame_equal(short.signals[["signal_id", "status", "score"]].reset_index(drop=True),
-                                  before[["signal_id", "status", "score"]])
+    # The setups, their confluence across timeframes (the other intervals cut too) and their scores.
+    columns = ["signal_id", "status", "score", "htf_trend_agree", "htf_zone_overlap", "htf_in_value_area", "htf_count"]
+    assert before.htf_count.gt(0).any() and before.htf_trend_agree.gt(0).any()
+    pd.testing.assert_frame_equal(short.signals[columns].reset_index(drop=True), before[columns])
     done = full.trades[full.trades.exit_time_ms <= cut_ms].reset_index(drop=True)
     pd.testing.assert_frame_equal(short.trades[short.trades.exit_time_ms <= cut_ms].reset_index(drop=True), done)
