@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from common.config import ConfigError, load_config
 from common.logging_setup import configure_logging
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="process everything available, then exit")
     stream.add_argument("--max-offsets-per-trigger", type=int, default=None,
                         help="Kafka messages per micro-batch at most (default: [streaming] in the config)")
+    stream.add_argument("--from", dest="from_stage", choices=("bronze", "silver", "unified", "analytics", "signals"),
+                        default="bronze", help="start the pipeline at this stage (default: bronze); with --until, "
+                                               "a scheduler runs the stages on cadences of their own")
     stream.add_argument("--until", choices=("bronze", "silver", "unified", "analytics", "signals"), default="signals",
                         help="run the pipeline up to this stage only (default: all of it)")
     stream.add_argument("--trigger-interval-seconds", type=int, default=None,
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "it, scoring, executing and managing as of each step; check the books")
     demo.add_argument("--step-minutes", type=int, default=15, help="manager turns while a position is open")
     demo.add_argument("--days", type=float, help="only the signals of the last DAYS days of klines")
+    demo.add_argument("--report", metavar="DIR", default=None,
+                      help="where the report of what was traded goes (default: <data_dir>/demo-report)")
 
     backtest = commands.add_parser("backtest", help="run the live strategy over silver.unified_klines (pinned at its "
                                                     "current version) or a kline file into gold.backtest_results / "
@@ -231,10 +237,14 @@ def _stream(args, config) -> int:
     config = replace(config, streaming=replace(config.streaming, **overrides))
     from streaming.app import STAGE_NAMES
 
-    stages = STAGE_NAMES.index(args.until) + 1
+    first, stages = STAGE_NAMES.index(args.from_stage), STAGE_NAMES.index(args.until) + 1
+    if first >= stages:
+        print(f"stream: --from {args.from_stage} comes after --until {args.until}", file=sys.stderr)
+        return 2
     print(_recorded(config, "stream", lambda spark: run_stream(spark, config, available_now=args.available_now,
-                                                               stages=stages),
-                    details=f"until={args.until} available_now={args.available_now}").describe())
+                                                               stages=stages, first_stage=first),
+                    details=f"from={args.from_stage} until={args.until} available_now={args.available_now}")
+          .describe())
     return 0
 
 
@@ -324,8 +334,20 @@ def _monitor(args, config) -> int:
 def _demo(args, config) -> int:
     from jobs import paper_replay
 
-    report = _recorded(config, "paper_replay", lambda spark: paper_replay.run(
-        spark, config, step_minutes=args.step_minutes, days=args.days))
+    from jobs import signals_monitor
+
+    report_dir = args.report or str(Path(config.paths.data_dir) / "demo-report")
+
+    def replay_then_show(spark):
+        replayed = paper_replay.run(spark, config, step_minutes=args.step_minutes, days=args.days)
+        print(signals_monitor.render(signals_monitor.collect(spark, config)))
+        print(f"\nreport of what was traded: {paper_replay.write_trading_report(spark, config, report_dir)}")
+        run_id, differences = paper_replay.compare_with_backtest(spark, config, replayed.traded_from_ms)
+        replayed.checks[f"the backtest of the same klines ({run_id}) closed the same trades"] = (
+            "; ".join(differences[:5]) if differences else None)
+        return replayed
+
+    report = _recorded(config, "paper_replay", replay_then_show)
     print(report.describe())
     return 0 if report.reconciled else 1
 

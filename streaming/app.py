@@ -59,13 +59,16 @@ def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: li
 
 
 def run_stream(spark, config: AppConfig, available_now: bool = False, stop: threading.Event | None = None,
-               exchanges: list[str] | None = None, stages: int | None = None) -> StreamReport:
-    """Run the pipeline (or its first `stages` stages: 1 = bronze only)."""
+               exchanges: list[str] | None = None, stages: int | None = None, first_stage: int = 0) -> StreamReport:
+    """Run the pipeline's stages STAGE_NAMES[first_stage:stages] (stages=1: bronze only;
+    first_stage=3: from analytics on). Each stage keeps its own checkpoint, so a scheduler can
+    run any of them on its own cadence."""
     trading_jobs = TradingJobs(spark, config)
-    starters = pipeline_stages(spark, config, available_now, exchanges, trading_jobs)[:stages]
+    names = STAGE_NAMES[first_stage:stages]
+    starters = pipeline_stages(spark, config, available_now, exchanges, trading_jobs)[first_stage:stages]
     report = StreamReport()
     if available_now:
-        for stage, start in zip(STAGE_NAMES, starters):
+        for stage, start in zip(names, starters):
             started = time.monotonic()
             _drain(start(), report)
             report.stage_seconds[stage] = round(time.monotonic() - started, 1)
@@ -75,7 +78,7 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     queries = [q for start in starters for q in start()]
     log.info("event=stream_started queries=%s", ",".join(q.name for q in queries))
     stop = stop or _stop_on_signals()
-    trading = len(starters) == len(STAGE_NAMES)
+    trading = "signals" in names  # the position manager's cadence goes with the stage that finds signals
     next_manage = time.monotonic()
     try:
         while not stop.is_set() and all(q.isActive for q in queries):
@@ -85,11 +88,21 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
             stop.wait(1.0)
     finally:
         for query in queries:
-            if query.isActive:
-                query.stop()
+            stop_between_batches(query)
         trading_jobs.wait(timeout_s=300)  # a submitted job finishes what it started
     _collect(queries, report)
     return report
+
+
+def stop_between_batches(query, timeout_s: float = 300.0) -> None:
+    """Stop a query once its running micro-batch (if any) has committed: a SIGTERM lets the
+    batch finish rather than interrupting it mid-write (that would be safe, since every batch is
+    idempotent, but it would be redone on the next start)."""
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if query.isActive:
+        query.stop()
 
 
 def _drain(queries, report: StreamReport) -> None:
