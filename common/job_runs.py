@@ -30,7 +30,8 @@ def run_recorded(spark, config: AppConfig, job: str, work: Callable[[], T], deta
         record_run(spark, config, job, started, STOPPED, details=details, error="interrupted")
         raise
     except Exception as err:
-        record_run(spark, config, job, started, FAILED, details=details, error=f"{type(err).__name__}: {first_line(err)}")
+        record_run(spark, config, job, started, FAILED, details=details,
+                   error=f"{type(err).__name__}: {first_line(err)}")
         raise
     record_run(spark, config, job, started, SUCCEEDED, getattr(result, "rows_in", None),
                getattr(result, "rows_out", None), details=details)

@@ -89,7 +89,8 @@ def test_committed_offsets_are_read_from_a_kafka_querys_checkpoint(spark, tmp_pa
     (checkpoint / "commits").mkdir()
     for batch, offset in ((0, 40), (1, 95), (2, 120)):  # batch 2 planned, not committed
         (checkpoint / "offsets" / str(batch)).write_text(
-            'v1\n{"batchWatermarkMs":0,"batchTimestampMs":1}\n{"klines.binance":{"0":%d,"1":%d}}' % (offset, offset + 1))
+            'v1\n{"batchWatermarkMs":0,"batchTimestampMs":1}\n'
+            '{"klines.binance":{"0":%d,"1":%d}}' % (offset, offset + 1))
     for batch in (0, 1):
         (checkpoint / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}')
     assert signals_monitor.committed_offsets(spark, str(checkpoint)) == {0: 95, 1: 96}
