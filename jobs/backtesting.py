@@ -454,7 +454,10 @@ def write_run_report(spark, config: AppConfig, run_id: str, out_dir: str) -> Pat
 
 
 def run_from_args(spark, config: AppConfig, args) -> BacktestReport:
-    settings = BacktestConfig.load(args.config or DEFAULT_FILE, args.set)
+    # By default the backtest.yaml beside the app's config (CRYPTOBOT_CONFIG on a cluster, where the
+    # code runs from a zip with no conf/ next to it), else the checkout's.
+    beside = Path(config.source).parent / "backtest.yaml"
+    settings = BacktestConfig.load(args.config or (beside if beside.is_file() else DEFAULT_FILE), args.set)
     return run(spark, config, settings, walk_forward=args.walk_forward, kline_file=args.klines,
                report_dir=args.report, progress=not args.no_progress)
 

@@ -353,7 +353,8 @@ def _demo(args, config) -> int:
 
 
 def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="the backtest's YAML (default conf/backtest.yaml)")
+    parser.add_argument("--config", default=None,
+                        help="the backtest's YAML (default: backtest.yaml beside the app config)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the YAML, e.g. --set symbols=BTCUSDT,ETHUSDT (repeatable)")
     parser.add_argument("--walk-forward", action="store_true",
