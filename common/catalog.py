@@ -232,7 +232,8 @@ SHARED_TABLES = [
         label STRING,
         known_at_ms BIGINT NOT NULL,
         created_at TIMESTAMP NOT NULL
-    """, ("interval",), APPEND_ONLY, "Sentiment from funding, open interest and long/short ratio, -100..100"),
+    """, ("interval",), APPEND_ONLY,
+        "Sentiment from funding, open interest, long/short and taker buy/sell ratios, -100..100"),
     TableSpec("gold", "analytics_state", """
         exchange STRING NOT NULL,
         symbol STRING NOT NULL,

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 KNOWN_SCHEMA_VERSIONS = (1,)
 # A message from further ahead than this is not a clock skew but garbage.
 MAX_FUTURE_MS = 86_400_000
-MARKET_METRICS = ("funding_rate", "open_interest", "long_short_ratio")
+# What the producers send (MARKET_METRICS of common/exchange/market_data.py, kept apart so
+# that silver needs no ccxt; a unit test holds the two equal). Anything else is quarantined.
+MARKET_METRICS = ("funding_rate", "open_interest", "long_short_ratio", "taker_buy_ratio")
 
 # Field name in the message -> Spark type it must convert to. Required fields first.
 KLINE_REQUIRED = {"schema_version": "int", "exchange": "string", "symbol": "string", "interval": "string",
@@ -158,6 +160,10 @@ def market_rules(exchange: str, symbols: Iterable[str], now_ms: int) -> list[Rul
              F.concat(F.lit("ts "), F.col("_v_ts").cast("string"), F.lit(" is more than a day ahead"))),
         Rule("negative_value", (F.col("_v_metric") != "funding_rate") & (F.col("_v_value") < 0),
              F.concat(F.lit("value "), F.col("_v_value").cast("string"))),
+        # Taker buy volume / sell volume: 0 (no taker buys in the period) has no logarithm, which
+        # is how sentiment reads the ratio; a negative one is caught above as negative_value.
+        Rule("non_positive_ratio", (F.col("_v_metric") == "taker_buy_ratio") & (F.col("_v_value") <= 0),
+             F.concat(F.lit("taker_buy_ratio "), F.col("_v_value").cast("string"), F.lit(" is not > 0"))),
     ]
 
 

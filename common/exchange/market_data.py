@@ -1,5 +1,5 @@
 """Market data from one exchange through ccxt: closed klines in pages, and the inputs of
-sentiment (funding rate, open interest, long/short ratio history).
+sentiment (funding rate, open interest, long/short ratio and taker buy/sell ratio history).
 
 Every ccxt call goes through the retry policy. Only closed candles ever leave this module:
 a candle that opened at t closes at t + interval, and is taken as closed only once the clock
@@ -26,15 +26,22 @@ KLINE_PAGE_LIMITS = {"binance": 1000, "bybit": 1000, "okx": 300}
 OKX_HISTORY_PAGE_LIMIT = 100
 OKX_RECENT_BARS = 1439
 MARKET_PAGE_LIMIT = 100
-# Binance keeps open interest and long/short history for 30 days only.
+# Binance keeps its open interest, long/short and taker volume history for 30 days only.
 BINANCE_STATS_HISTORY_MS = 29 * 86_400_000
 
-MARKET_METRICS = ("funding_rate", "open_interest", "long_short_ratio")
+MARKET_METRICS = ("funding_rate", "open_interest", "long_short_ratio", "taker_buy_ratio")
 _METRIC_CAPABILITY = {
     "funding_rate": "fetchFundingRateHistory",
     "open_interest": "fetchOpenInterestHistory",
     "long_short_ratio": "fetchLongShortRatioHistory",
 }
+# ccxt has no unified method for the taker buy/sell volume history: each exchange's own
+# endpoint, through ccxt's implicit API. Binance: GET /futures/data/takerlongshortRatio
+# (fapiDataGetTakerlongshortRatio); OKX: GET /api/v5/rubik/stat/taker-volume-contract
+# (publicGetRubikStatTakerVolumeContract), per instrument like its open interest and long/short
+# endpoints, where rubik/stat/taker-volume only has a currency's total over all its contracts.
+# Bybit v5 publishes no taker volume history at all, so it has no taker_buy_ratio stream.
+TAKER_BUY_RATIO_EXCHANGES = ("binance", "okx")
 FUNDING_PERIOD = "8h"
 FUNDING_PERIOD_MS = 8 * 3_600_000
 
@@ -102,6 +109,8 @@ class MarketDataClient:
         return self.client.markets or {}
 
     def supports(self, metric: str) -> bool:
+        if metric == "taker_buy_ratio":
+            return self.exchange_id in TAKER_BUY_RATIO_EXCHANGES
         return bool(self.client.has.get(_METRIC_CAPABILITY[metric]))
 
     # -- klines -----------------------------------------------------------------------
@@ -182,7 +191,37 @@ class MarketDataClient:
                 points.append(MarketPoint(metric, period, int(r["timestamp"]), ratio, None,
                                           ratio / (1 + ratio), 1 / (1 + ratio)))
             return points
+        if metric == "taker_buy_ratio":
+            return self._taker_buy_ratio_page(unified_symbol, period, since_ms)
         raise ValueError(f"unknown market metric {metric!r}; known: {', '.join(MARKET_METRICS)}")
+
+    def _taker_buy_ratio_page(self, unified_symbol: str, period: str, since_ms: int) -> list[MarketPoint]:
+        """Taker buy volume / taker sell volume of each period from `since_ms` on (> 1: takers
+        bought more than they sold), from the exchange's raw rows: ccxt has no parser for them."""
+        what = f"taker_buy_ratio({unified_symbol})"
+        market_id = self.client.market(unified_symbol)["id"]
+        if self.exchange_id == "binance":
+            # Rows ascending from startTime: {"buySellRatio", "buyVol", "sellVol", "timestamp"}.
+            rows = self._call(what, lambda: self.client.fapiDataGetTakerlongshortRatio(
+                {"symbol": market_id, "period": period, "startTime": since_ms, "limit": MARKET_PAGE_LIMIT}))
+            return [MarketPoint("taker_buy_ratio", period, int(r["timestamp"]), float(r["buySellRatio"]))
+                    for r in rows if r.get("timestamp") is not None and r.get("buySellRatio") is not None]
+        if self.exchange_id == "okx":
+            # OKX answers the newest `limit` rows strictly between begin and end: a window of
+            # `limit` periods from since_ms gets the earliest ones, as ccxt pages its other
+            # rubik statistics. OKX names periods as its candles (1h -> 1H).
+            request = {"instId": market_id, "period": self.client.timeframes.get(period, period),
+                       "begin": since_ms - 1, "end": since_ms + MARKET_PAGE_LIMIT * INTERVAL_MS[period],
+                       "limit": MARKET_PAGE_LIMIT}
+            response = self._call(what, lambda: self.client.publicGetRubikStatTakerVolumeContract(request))
+            points = []
+            for ts, sell_volume, buy_volume in response.get("data") or []:  # rows [ts, sellVol, buyVol]
+                # A period without taker sells has no ratio: left out, never made up.
+                if float(sell_volume) > 0:
+                    points.append(MarketPoint("taker_buy_ratio", period, int(ts),
+                                              float(buy_volume) / float(sell_volume)))
+            return points
+        raise ValueError(f"{self.exchange_id} has no taker buy/sell volume history")
 
 
 def raw_kline_extras(exchange_id: str, raw) -> dict[int, tuple[float | None, int | None]]:

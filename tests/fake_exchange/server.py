@@ -114,6 +114,13 @@ def _long_short_ratio(ts: int) -> float:
     return 0.8 + ((ts // (5 * MINUTE)) % 9) * 0.05
 
 
+def _taker_volumes(contract: _Contract, ts: int) -> tuple[float, float]:
+    """Taker buy and sell volume (base units) of the period at `ts`: buy / sell = 0.85 .. 1.15."""
+    step = ts // (5 * MINUTE)
+    sell = contract.open_interest / 1000 * (1 + (step % 5) / 10)
+    return sell * (0.85 + (step % 7) * 0.05), sell
+
+
 class _Reply(Exception):
     """Raised by an endpoint handler to answer with an error: status and JSON body."""
 
@@ -813,6 +820,7 @@ class _Binance(_Api):
             "/fapi/v1/fundingRate": self.funding_rate,
             "/futures/data/openInterestHist": self.open_interest_hist,
             "/futures/data/globalLongShortAccountRatio": self.long_short_ratio,
+            "/futures/data/takerlongshortRatio": self.taker_long_short_ratio,
         }
 
     def error(self, code, msg, status=400):
@@ -906,7 +914,7 @@ class _Binance(_Api):
                 for ts, symbol in self.page(rows, params, limit)]
 
     def stat_rows(self, params) -> tuple[str, list[int]]:
-        """Symbol and timestamps of an openInterestHist / long-short request (only the last 30 days exist)."""
+        """Symbol and timestamps of an openInterestHist / long-short / taker request (only the last 30 days exist)."""
         symbol = self.symbol(params, "symbol")
         if not params.get("period"):
             raise self.missing("period")
@@ -932,6 +940,16 @@ class _Binance(_Api):
             ratio = _long_short_ratio(ts)
             rows.append({"symbol": symbol, "longAccount": _fixed(ratio / (1 + ratio), 4),
                          "longShortRatio": _fixed(ratio, 4), "shortAccount": _fixed(1 / (1 + ratio), 4),
+                         "timestamp": ts})
+        return rows
+
+    def taker_long_short_ratio(self, params):
+        # Taker buy/sell volume in base units; unlike the other statistics, the rows carry no symbol.
+        symbol, times = self.stat_rows(params)
+        rows = []
+        for ts in times:
+            buy, sell = _taker_volumes(self.contract(symbol), ts)
+            rows.append({"buySellRatio": _fixed(buy / sell, 4), "buyVol": _fixed(buy, 4), "sellVol": _fixed(sell, 4),
                          "timestamp": ts})
         return rows
 
@@ -1654,6 +1672,7 @@ class _Okx(_Api):
             "/api/v5/public/funding-rate-history": self.funding_rate_history,
             "/api/v5/rubik/stat/contracts/open-interest-history": self.open_interest_history,
             "/api/v5/rubik/stat/contracts/long-short-account-ratio-contract": self.long_short_ratio,
+            "/api/v5/rubik/stat/taker-volume-contract": self.taker_volume_contract,
         }
 
     def market_id(self, symbol):
@@ -1763,3 +1782,22 @@ class _Okx(_Api):
     def long_short_ratio(self, params):
         _, times = self.stat_times(params)
         return self.ok([[str(ts), _fixed(_long_short_ratio(ts), 4)] for ts in times])
+
+    def taker_volume_contract(self, params):
+        """Rows [ts, sellVol, buyVol] in the `unit` asked: 0 the base currency, 1 contracts (the default), 2 USDT."""
+        symbol, times = self.stat_times(params)
+        c = self.contract(symbol)
+        unit = params.get("unit", "1")
+        if unit not in ("0", "1", "2"):
+            raise self.error("51000", "Parameter unit error")
+        rows = []
+        for ts in times:
+            buy, sell = _taker_volumes(c, ts)
+            if unit == "0":
+                rows.append([str(ts), _fixed(sell, 4), _fixed(buy, 4)])
+            elif unit == "1":
+                rows.append([str(ts), _fixed(sell / float(c.okx_ct_val), 2), _fixed(buy / float(c.okx_ct_val), 2)])
+            else:
+                price = self.fake.price_at(self.name, symbol, ts)
+                rows.append([str(ts), _fixed(sell * price, 2), _fixed(buy * price, 2)])
+        return self.ok(rows)

@@ -99,7 +99,9 @@ def test_sentiment_scores_from_market_data_and_closes(spark, pipeline_env):
             producer.send(config.klines_topic("bybit"), key=f"{symbol}|1h".encode(), value=encode(kline_message(
                 **names, interval="1h", kline=Kline(t, price - 1, price + 1, price - 2, price, 10.0), source="test",
                 produced_at_ms=t + hour)))
-            for metric, value in (("open_interest", 1000.0 + 10 * h), ("long_short_ratio", 1.5)):
+            # Sent by hand: Bybit's producer has no taker ratio, but silver onwards takes it from any exchange.
+            for metric, value in (("open_interest", 1000.0 + 10 * h), ("long_short_ratio", 1.5),
+                                  ("taker_buy_ratio", 1.1)):
                 producer.send(config.market_topic("bybit"), key=f"{symbol}|{metric}".encode(), value=encode(
                     market_message(**names, point=MarketPoint(metric, "1h", t, value), source="test",
                                    produced_at_ms=t + hour)))
@@ -111,9 +113,11 @@ def test_sentiment_scores_from_market_data_and_closes(spark, pipeline_env):
     scores = spark.table("gold.sentiment_scores").where(f"symbol = '{symbol}'").orderBy("ts_ms").toPandas()
     assert list(scores.ts_ms) == [start + h * hour for h in range(8)]
     assert (scores.interval == "1h").all() and (scores.known_at_ms == scores.ts_ms + hour).all()
-    # Long/short ratio alone (0.25 of the weight) until four hours of open interest and price exist.
-    assert list(scores.confidence.round(2)) == [0.25] * 4 + [0.55] * 4
-    assert (scores.label.iloc[:4] == "bearish").all()  # 1.5 long per short, read contrarian
+    # Long/short and taker ratios (0.25 + 0.15 of the weight) until four hours of open interest and price exist.
+    assert list(scores.confidence.round(2)) == [0.40] * 4 + [0.70] * 4
+    assert (scores.taker_buy_ratio == 1.1).all()  # through silver and unified to gold
+    # 1.5 long per short, read contrarian, outweighs takers buying 1.1 per sell: -34.8
+    assert (scores.label.iloc[:4] == "bearish").all()
 
     send(range(8, 10))
     run_stream(spark, config, available_now=True)

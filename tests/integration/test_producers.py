@@ -118,6 +118,8 @@ def test_backfill_sends_every_closed_kline_once_and_bronze_receives_them(spark, 
         market = topic_messages(config, config.market_topic(exchange))
         metrics = {m["metric"] for _, m in market}
         assert "funding_rate" in metrics and "open_interest" in metrics, exchange
+        # Bybit publishes no taker buy/sell volume history.
+        assert ("taker_buy_ratio" in metrics) == (exchange != "bybit"), exchange
         assert len({(k, m["ts"]) for k, m in market}) == len(market), f"{exchange}: duplicate market points"
 
     # The exchanges' page limits were respected.

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from common.catalog import KAFKA_RAW_COLUMNS, KLINE_COLUMNS
 from streaming.silver import (
     KLINE_KEY, KLINE_OPTIONAL, KLINE_REQUIRED, MARKET_OPTIONAL, MARKET_REQUIRED, classify, kline_rules,
-    latest_per_key, market_rules, parse_messages, to_quarantine_rows, to_silver_klines,
+    latest_per_key, market_rules, parse_messages, to_quarantine_rows, to_silver_klines, to_silver_market,
     upsert_latest,
 )
 
@@ -100,12 +100,18 @@ def test_quarantine_rows_keep_the_raw_message_and_its_kafka_coordinates(spark):
 def test_market_rules(spark):
     good = {"schema_version": 1, "exchange": "bybit", "symbol": "BTCUSDT", "metric": "funding_rate", "period": "8h",
             "ts": T0, "value": -0.0001}
-    rows = bronze_rows(spark, [good, {**good, "metric": "fear"}, {**good, "metric": "open_interest", "value": -5}],
+    taker = {**good, "metric": "taker_buy_ratio", "period": "1h", "value": 1.25}
+    rows = bronze_rows(spark, [good, {**good, "metric": "fear"}, {**good, "metric": "open_interest", "value": -5},
+                               taker, {**taker, "value": 0.0}, {**taker, "value": -1.0},
+                               json.dumps(taker).replace('"value": 1.25', '"value": 1e400')],
                        topic="market.bybit")
     parsed = parse_messages(rows, MARKET_REQUIRED, MARKET_OPTIONAL)
-    result = [r.quarantine_reason for r in classify(parsed, market_rules("bybit", SYMBOLS, NOW)).orderBy("offset")
-              .collect()]
-    assert result == [None, "unknown_metric", "negative_value"]
+    classified = classify(parsed, market_rules("bybit", SYMBOLS, NOW))
+    result = [r.quarantine_reason for r in classified.orderBy("offset").collect()]
+    assert result == [None, "unknown_metric", "negative_value",
+                      None, "non_positive_ratio", "negative_value", "non_finite"]
+    (kept,) = to_silver_market(classified).where("metric = 'taker_buy_ratio'").collect()
+    assert (kept.symbol, kept.period, kept.ts_ms, kept.value) == ("BTCUSDT", "1h", T0, 1.25)
 
 
 def silver_of(spark, values, start_offset=0):

@@ -201,6 +201,43 @@ def test_funding_open_interest_and_long_short_history(clients, exchange):
     assert all(r["timestamp"] % HOUR == 0 and START <= r["timestamp"] <= NOW for r in ratios)
 
 
+def test_taker_buy_sell_volume_in_binance_and_okx_formats(clients, fake):
+    # ccxt has no unified method for it: the producers call these through ccxt's implicit API.
+    hours = list(range(START, NOW - NOW % HOUR + 1, HOUR))
+
+    # Binance: a bare list ascending from startTime, no symbol in the rows, volumes in base units as strings.
+    rows = get(fake, "/futures/data/takerlongshortRatio", symbol="BTCUSDT", period="1h", startTime=START, limit=1000)
+    assert [r["timestamp"] for r in rows] == hours
+    assert set(rows[0]) == {"buySellRatio", "buyVol", "sellVol", "timestamp"}
+    assert all(isinstance(rows[0][k], str) for k in ("buySellRatio", "buyVol", "sellVol"))
+    assert all(float(r["buySellRatio"]) == pytest.approx(float(r["buyVol"]) / float(r["sellVol"]), abs=1e-4)
+               for r in rows)
+    assert len({r["buySellRatio"] for r in rows}) > 1  # it moves, and the same request gives the same rows
+    assert get(fake, "/futures/data/takerlongshortRatio", symbol="BTCUSDT", period="1h", startTime=START) == rows[:30]
+    assert len(get(fake, "/futures/data/takerlongshortRatio", symbol="BTCUSDT", period="5m", startTime=START,
+                   limit=1000)) == 500  # capped at 500
+    latest = clients["binance"].fapiDataGetTakerlongshortRatio({"symbol": "BTCUSDT", "period": "1h", "limit": 5})
+    assert latest == rows[-5:]  # without startTime: the latest
+
+    # OKX: the envelope, newest first, rows [ts, sellVol, buyVol], begin and end exclusive, 100 at most.
+    path, swap = "/api/v5/rubik/stat/taker-volume-contract", {"instId": "BTC-USDT-SWAP", "period": "1H"}
+    body = get(fake, path, **swap, limit=1000)
+    assert (body["code"], body["msg"]) == ("0", "")
+    assert [int(row[0]) for row in body["data"]] == hours[::-1] and len(hours) <= 100
+    window = get(fake, path, **swap, begin=START, end=START + 3 * HOUR)["data"]
+    assert [int(row[0]) for row in window] == [START + 2 * HOUR, START + HOUR]
+    assert len(get(fake, path, instId="BTC-USDT-SWAP", period="5m", limit=1000)["data"]) == 100
+    # Contracts by default (0.01 BTC each), or the base currency (unit 0), or USDT (unit 2): the same ratio.
+    contracts, coins = body["data"][0], get(fake, path, **swap, unit="0")["data"][0]
+    usdt = get(fake, path, **swap, unit="2")["data"][0]
+    assert float(coins[1]) == pytest.approx(float(contracts[1]) * 0.01)
+    for sell, buy in (contracts[1:], coins[1:], usdt[1:]):
+        assert float(buy) / float(sell) == pytest.approx(float(rows[-1]["buySellRatio"]), abs=1e-4)
+    assert clients["okx"].publicGetRubikStatTakerVolumeContract({**swap, "limit": 3})["data"] == body["data"][:3]
+    with pytest.raises(ccxt.BadRequest):  # 51000 "Parameter unit error"
+        clients["okx"].publicGetRubikStatTakerVolumeContract({**swap, "unit": "7"})
+
+
 @pytest.mark.parametrize("fault", ["timeout", "http_429", "http_500", "http_503", "malformed"])
 def test_injected_fault_hits_once_then_the_next_call_succeeds(clients, fake, exchange, fault):
     client, mark = clients[exchange], len(fake.requests)

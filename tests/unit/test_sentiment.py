@@ -27,6 +27,27 @@ def test_long_short_ratio_alone_is_contrarian_with_its_confidence():
     assert np.isnan(row.funding_zscore) and np.isnan(row.taker_buy_ratio)
 
 
+def test_taker_buy_ratio_is_buying_pressure_and_adds_its_weight_to_the_confidence():
+    alone = sentiment_scores(market([(0, "taker_buy_ratio", 0.5)]), closes([]), PARAMS).iloc[0]
+    assert alone.sentiment_score == pytest.approx(100 * math.tanh(2 * math.log(0.5)), abs=1e-3)  # sellers: -88
+    assert alone.confidence == 0.15 and alone.label == "bearish" and alone.taker_buy_ratio == 0.5
+
+    without = sentiment_scores(market([(0, "long_short_ratio", 2.0)]), closes([]), PARAMS).iloc[0]
+    with_taker = sentiment_scores(market([(0, "long_short_ratio", 2.0), (0, "taker_buy_ratio", 1.5)]), closes([]),
+                                  PARAMS).iloc[0]
+    long_short, taker = -math.tanh(2 * math.log(2.0)), math.tanh(2 * math.log(1.5))
+    assert with_taker.confidence == 0.40 and without.confidence == 0.25
+    assert with_taker.sentiment_score == pytest.approx(100 * (0.25 * long_short + 0.15 * taker) / 0.40, abs=1e-3)
+    assert with_taker.sentiment_score > without.sentiment_score  # takers buying soften the crowded longs
+
+
+def test_a_taker_buy_ratio_that_is_not_positive_is_no_input():
+    rows = [(0, "long_short_ratio", 2.0), (0, "taker_buy_ratio", 0.0)]
+    row = sentiment_scores(market(rows), closes([]), PARAMS).iloc[0]
+    assert row.confidence == 0.25
+    assert row.sentiment_score == pytest.approx(-100 * math.tanh(2 * math.log(2.0)), abs=1e-3)
+
+
 def test_rising_price_with_rising_open_interest_is_bullish():
     rows = [(t * H, "open_interest", 1000 + 10 * t) for t in range(6)]
     prices = [100, 100.5, 101, 101.5, 102, 102.5, 103]
