@@ -16,7 +16,7 @@ JOB         ?= init_tables
 PYTEST_ARGS ?=
 ARGS        ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage demo sanity sql submit bench test test-unit \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage monitor backtest demo sanity sql submit bench test test-unit \
         test-spark \
         test-integration dist clean clean-data
 
@@ -107,6 +107,14 @@ execute: setup
 manage: setup
 	$(CRYPTOBOT) manage $(ARGS)
 
+# Signals, positions, P&L and the pipeline's health; ARGS="--watch 10" refreshes, ARGS="--format json".
+monitor: setup
+	$(CRYPTOBOT) monitor $(ARGS)
+
+# The live strategy on history (conf/backtest.yaml); e.g. ARGS="--report data/report --set timeframes=1h".
+backtest: setup
+	$(CRYPTOBOT) backtest $(ARGS)
+
 # Reconciliation and data checks; exits non-zero when one fails.
 sanity: setup
 	$(CRYPTOBOT) sanity $(ARGS)
@@ -146,12 +154,11 @@ bench: setup
 	$(PY) bench/backtest_speed.py
 	$(PY) bench/backtest_speed.py --grid
 
-# A wheel and a zip of the code, for spark-submit --py-files on a cluster.
+# A wheel and a zip of the code for spark-submit --py-files, and the --jars list (dist/spark-jars.txt).
 dist: setup
 	rm -rf dist build
 	$(PY) -m pip wheel -q --no-deps -w dist .
-	$(PY) -c "import pathlib, zipfile; z = zipfile.ZipFile('dist/cryptobot.zip', 'w', zipfile.ZIP_DEFLATED); \
-	  [z.write(p) for d in ('common', 'streaming', 'jobs') for p in sorted(pathlib.Path(d).rglob('*.py'))]; z.close()"
+	$(PY) jvm/build_dist.py dist
 	@ls -1 dist
 
 clean-data: kafka-down

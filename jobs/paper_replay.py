@@ -217,7 +217,7 @@ def write_trading_report(spark, config: AppConfig, out_dir: str, title: str = "P
                       (F.unix_millis("opened_at")).alias("entry_time_ms"),
                       (F.unix_millis("closed_at")).alias("exit_time_ms"))
               .orderBy("exit_time_ms").toPandas())
-    first_ms = _first_kline_ms(spark, config, trading)
+    first_ms, last_ms = _kline_span_ms(spark, config, trading)
     tp1_filled = {r.signal_id for r in read_table(spark, config, "trading.orders")
                   .where((F.col("mode") == "paper") & (F.col("leg") == "tp1") & (F.col("filled") > 0))
                   .select("signal_id").distinct().collect()}
@@ -225,6 +225,8 @@ def write_trading_report(spark, config: AppConfig, out_dir: str, title: str = "P
     curve = pd.Series({first_ms: initial, **{int(t): initial + float(v) for t, v in
                                               zip(trades.exit_time_ms, trades.net_pnl.astype(float).cumsum())}})
     curve = curve[~curve.index.duplicated(keep="last")].sort_index()
+    if last_ms > curve.index.max():  # flat to the end of the data, as a backtest's curve
+        curve[last_ms] = curve.iloc[-1]
     metrics = compute_metrics(curve, trades)
     results = pd.DataFrame([{"run_id": title, "scope": PORTFOLIO, "exchange": trading.trading_exchange,
                              "start_ms": int(curve.index.min()), "end_ms": int(curve.index.max()),
@@ -237,12 +239,13 @@ def write_trading_report(spark, config: AppConfig, out_dir: str, title: str = "P
     return write_report(out_dir, results, trades, equity, title=title)
 
 
-def _first_kline_ms(spark, config, trading) -> int:
+def _kline_span_ms(spark, config, trading) -> tuple[int, int]:
+    """The first open and the last close of the traded markets' 1m klines."""
     row = (read_table(spark, config, "silver.unified_klines")
            .where((F.col("exchange") == trading.trading_exchange) & (F.col("interval") == "1m")
                   & F.col("symbol").isin(list(trading.trading_symbols)))
-           .agg(F.min("open_time_ms")).first())
-    return int(row[0]) if row and row[0] is not None else 0
+           .agg(F.min("open_time_ms"), F.max("close_time_ms")).first())
+    return (int(row[0]), int(row[1])) if row and row[0] is not None else (0, 0)
 
 
 def main() -> None:
