@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 ARGS        ?=
 
 .PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage monitor backtest demo sanity sql submit bench test test-unit \
-        test-spark \
+        test-spark test-cluster \
         test-integration dist clean clean-data
 
 setup: check-tools $(VENV)/.installed jars/spark/.installed jars/kafka/.installed samples/.installed
@@ -131,9 +131,14 @@ submit: dist
 	$(SPARK_ENV) spark-submit --master '$(SPARK_MASTER)' --properties-file conf/spark-defaults.conf \
 	  --jars $(SPARK_JARS) --py-files dist/cryptobot.zip jobs/$(JOB).py
 
-# The whole suite: unit, Spark (real Delta) and integration (real Kafka broker) tests.
+# The whole suite: unit, Spark (real Delta) and integration (real Kafka broker) tests, but for the
+# standalone-cluster test (make test-cluster).
 test: setup
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not cluster" $(PYTEST_ARGS)
+
+# A Spark standalone master and worker on this machine; the stream and a backtest there equal local mode.
+test-cluster: setup
+	$(PY) -m pytest tests -m cluster $(PYTEST_ARGS)
 
 # Quick loop: pure functions only, no JVM.
 test-unit: setup

@@ -12,7 +12,7 @@ from streaming.replay import replay_file
 from streaming.sample_data import SAMPLE_SOURCE, sample_path
 
 SYMBOL = "PARUSDT"  # this test's own: the lake is shared
-DAYS_REPLAYED, DAYS_TRADED = 10, 2  # the sample's 15m smc trade closes on its 10th day
+DAYS_REPLAYED, DAYS_TRADED = 10, 1  # the sample's 15m smc trade: known and closed on its 10th day
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 pyspark's `spark-class`), the code shipped as the zip `make dist` builds (`--py-files`) and the
 jars as `--jars`, exactly as on a cluster. The stream (`--available-now`) and a backtest run there
 with `spark-submit --master spark://127.0.0.1:<port>` over a lake of their own give the same
-klines, analytics, signals and trades as the same work in local mode."""
+klines, analytics, signals and trades as the same work in local mode. About 7 minutes on 2 cores,
+most of it JVM start-ups: `make test-cluster` runs it, `make test` leaves it out."""
 from __future__ import annotations
 
 import os
@@ -26,6 +27,7 @@ from tests.conftest import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.cluster
 SYMBOL = "CLUSTERUSDT"  # this test's own: the session's lake is shared
 DAYS = 3
 
