@@ -18,7 +18,7 @@ import pandas as pd
 from common.analytics.structure import (
     EVENT_COLUMNS, StructureState, Swing, average_true_range, copy_state, structure_bar, swing_flags,
 )
-from common.analytics.volume_profile import volume_profile
+from common.analytics.volume_profile import volume_profiles
 from common.analytics.zones import (
     ACTIVE, DEMAND, EXPIRED, SUPPLY, ZONE_COLUMNS, Zone, high_volume_nodes, join_swing, new_zone, track_bar,
     visible_changes, zone_row,
@@ -90,43 +90,80 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
     open_ms, close_ms = bars["open_time_ms"].to_numpy(), bars["close_time_ms"].to_numpy()
     atr = average_true_range(high, low, close, params.atr_period)
     is_high, is_low = swing_flags(high, low, params.swing_strength)
+    # The bar loop reads plain Python lists: indexing a numpy array hands out numpy scalars, whose
+    # every comparison costs a microsecond. The values are the same doubles.
+    highs, lows, closes, atrs = high.tolist(), low.tolist(), close.tolist(), atr.tolist()
+    opens_ms, closes_ms = open_ms.tolist(), close_ms.tolist()
+    atr_known = np.isfinite(atr) & (atr > 0)
+    swing_high, swing_low = is_high.tolist(), is_low.tolist()
+    profile_step = (open_ms // interval_ms) % params.profile_step_bars == 0
+    profiles = _profiles_needed(high, low, volume, is_high | is_low, atr_known, profile_step, new_from, params)
+    profile_step, atr_known = profile_step.tolist(), atr_known.tolist()
     structure = copy_state(state.structure)
     zones = list(state.zones)
     events: list[dict] = []
     versions: list[dict] = []
+    may_exceed = True  # zones were added since the last expiry (or none ran yet): see _expire_oldest
 
     for t in range(new_from, len(bars)):
-        known_at = int(close_ms[t])
+        known_at = closes_ms[t]
+        h, lo, c = highs[t], lows[t], closes[t]
         # Zones known before this bar see it: touches, rejections, sweeps, breaks.
         tracked = []
         for zone in zones:
-            after = track_bar(zone, high[t], low[t], close[t])
+            # track_bar's own first test, inlined: a zone out of a visit that the bar does not
+            # reach is unchanged, as most are on most bars.
+            if not zone.in_visit and zone.status == ACTIVE and not (
+                    lo <= zone.zone_high if zone.zone_type == DEMAND else h >= zone.zone_low):
+                tracked.append(zone)
+                continue
+            after = track_bar(zone, h, lo, c)
             if visible_changes(zone, after):
-                after = _write(versions, after, known_at, interval_ms, atr[t], before=zone)
+                after = _write(versions, after, known_at, interval_ms, atrs[t], before=zone)
             if after.status == ACTIVE:
                 tracked.append(after)
         zones = tracked
-        confirmed = structure_bar(structure, events, t, high, low, close, open_ms, close_ms, atr, is_high, is_low,
-                                  params.swing_strength, params.warning_atr)
-        if not np.isfinite(atr[t]) or atr[t] <= 0:
+        confirmed = structure_bar(structure, events, t, highs, lows, closes, opens_ms, closes_ms, atrs, swing_high,
+                                  swing_low, params.swing_strength, params.warning_atr)
+        if not atr_known[t]:
             continue  # zones are measured in ATRs: none before the ATR is known
-        first = max(0, t - params.profile_window_bars + 1)
-        window = (t - first + 1, int(open_ms[first]), int(close_ms[t]))
-        profile = None
-        for swing in confirmed:
-            profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
-                                                params.profile_bins)
-            zones = _add_swing_zone(zones, versions, swing, (open_ms, open_, high, low, close), profile, window,
-                                     atr[t], params, known_at, interval_ms)
-        if (open_ms[t] // interval_ms) % params.profile_step_bars == 0 and t - first + 1 >= params.profile_window_bars:
-            profile = profile or volume_profile(high[first:t + 1], low[first:t + 1], volume[first:t + 1],
-                                                params.profile_bins)
-            zones = _add_volume_zones(zones, versions, profile, window, close[t], atr[t], int(open_ms[t]), known_at,
-                                      interval_ms)
-        zones = _expire_oldest(zones, versions, params.max_active_zones, known_at, interval_ms, atr[t])
+        profile = profiles.get(t)  # there is one when a swing is confirmed or on a profile step
+        if profile is not None:
+            first = max(0, t - params.profile_window_bars + 1)
+            window = (t - first + 1, opens_ms[first], known_at)
+            for swing in confirmed:
+                zones = _add_swing_zone(zones, versions, swing, (open_ms, open_, high, low, close), profile, window,
+                                        atrs[t], params, known_at, interval_ms)
+                may_exceed = True
+            if profile_step[t] and t - first + 1 >= params.profile_window_bars:
+                count = len(zones)
+                zones = _add_volume_zones(zones, versions, profile, window, c, atrs[t], opens_ms[t], known_at,
+                                          interval_ms)
+                may_exceed = may_exceed or len(zones) > count
+        if may_exceed:
+            # Only an added zone can take a side over the limit (tracking only removes zones).
+            zones = _expire_oldest(zones, versions, params.max_active_zones, known_at, interval_ms, atrs[t])
+            may_exceed = False
 
     new_state = SeriesState(int(opens[-1]), structure, zones)
     return _frame(events, EVENT_COLUMNS), _frame(versions, ZONE_COLUMNS), new_state
+
+
+def _profiles_needed(high, low, volume, swing_bar, atr_known, profile_step, new_from: int,
+                     params: AnalyticsParams) -> dict:
+    """{bar: the volume profile of the window ending at it} for the bars from new_from that read one:
+    with the ATR known, a bar confirming a swing (the bar `swing_strength` before it is one) or a
+    profile step with a full window. Computed together (`volume_profiles`); each from its own
+    window, the bars up to the one it is for."""
+    n, strength = len(high), params.swing_strength
+    confirms = np.zeros(n, dtype=bool)
+    confirms[strength:] = swing_bar[:n - strength]
+    full = np.arange(n) + 1 >= params.profile_window_bars
+    needed = atr_known & (confirms | (profile_step & full))
+    needed[:new_from] = False
+    ends = np.flatnonzero(needed)
+    return dict(zip(ends.tolist(), volume_profiles(high, low, volume, ends, params.profile_window_bars,
+                                                   params.profile_bins)))
 
 
 def _add_swing_zone(zones, versions, swing: Swing, bars: tuple[np.ndarray, ...], profile, window, atr, params,

@@ -9,6 +9,7 @@ computes incrementally and the backtest in one go, with the same code.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -98,7 +99,7 @@ def structure_bar(state: StructureState, events: list, t: int, high, low, close,
     _breaks(state, events, t, close[t], open_ms[t], close_ms[t], atr[t])
     confirmed = []
     i = t - strength  # the bar whose swing the close of bar t confirms
-    if i >= 0:
+    if i >= 0 and (is_high[i] or is_low[i]):
         for kind, flags, level in (("high", is_high, high), ("low", is_low, low)):
             if flags[i]:
                 swing = Swing(kind, float(level[i]), int(open_ms[i]), int(close_ms[t]))
@@ -108,7 +109,8 @@ def structure_bar(state: StructureState, events: list, t: int, high, low, close,
                     state.last_high = swing
                 else:
                     state.last_low = swing
-    _warnings(state, events, t, high[t], low[t], close[t], open_ms[t], close_ms[t], atr[t], warning_atr)
+    if state.last_high is not None or state.last_low is not None:  # else no swing to warn of
+        _warnings(state, events, t, high[t], low[t], close[t], open_ms[t], close_ms[t], atr[t], warning_atr)
     return confirmed
 
 
@@ -136,7 +138,7 @@ def _breaks(state: StructureState, events: list, t: int, close, open_ms, close_m
 def _warnings(state: StructureState, events: list, t: int, high, low, close, open_ms, close_ms, atr,
               warning_atr: float) -> None:
     """Price closing within `warning_atr` ATRs of an unbroken swing level, once per swing."""
-    if not np.isfinite(atr) or atr <= 0:
+    if not math.isfinite(atr) or atr <= 0:  # math's test: np.isfinite's, on one number, at a tenth the cost
         return
     for name, direction in (("last_high", BULLISH), ("last_low", BEARISH)):
         swing: Swing | None = getattr(state, name)

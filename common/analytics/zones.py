@@ -105,7 +105,7 @@ def zone_quality(zone: Zone) -> float:
     volume = 30.0 * min(1.0, zone.volume_share / 0.20)
     rejections = 25.0 * (zone.rejections + 1) / (zone.touches + 2)
     freshness = 15.0 * max(0.0, 1.0 - zone.touches / 4)
-    width = 15.0 * float(np.clip(1.5 - zone.width_atr, 0.0, 1.0))
+    width = 15.0 * float(min(max(1.5 - zone.width_atr, 0.0), 1.0))  # np.clip's value, without its dispatch
     value = 0.0
     if zone.window_poc is not None and zone.zone_low <= zone.window_poc <= zone.zone_high:
         value = 15.0
@@ -118,7 +118,8 @@ def zone_quality(zone: Zone) -> float:
 def zone_row(zone: Zone, known_at_ms: int, interval_ms: int, atr: float, before: Zone | None = None) -> dict:
     """The zone as known at a bar's close, with that bar's ATR (for stops placed beyond it);
     `before`: the zone before that bar's tracking, when this version comes from it."""
-    row = {k: getattr(zone, k) for k in _ZONE_FIELDS_IN_ROWS}  # not asdict: it deep-copies, field by field
+    values = zone.__dict__
+    row = {k: values[k] for k in _ZONE_FIELDS_IN_ROWS}  # not asdict: it deep-copies, field by field
     row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone), atr=float(atr),
                age_bars=int((known_at_ms - zone.created_ms) // interval_ms), known_at_ms=int(known_at_ms),
                touched_now=before is not None and zone.touches > before.touches,

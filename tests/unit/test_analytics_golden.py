@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from common.analytics.structure import StructureState, average_true_range, structure_events, swing_flags
-from common.analytics.volume_profile import volume_profile
+from common.analytics.volume_profile import volume_profile, volume_profiles
 from common.analytics.zones import DEMAND, Zone, track_bar, zone_quality
 
 
@@ -95,6 +95,40 @@ def test_a_flat_bar_lands_in_one_bin_and_no_volume_means_no_poc():
     assert list(profile.volumes) == [9.0, 1.0]  # the flat bar at 1.0 in bin [1, 2]; the other split 1/1
     empty = volume_profile(np.array([2.0, 3.0]), np.array([1.0, 1.0]), np.array([0.0, 0.0]), bins=4)
     assert empty.poc_index is None and empty.poc_price is None and empty.value_area_low is None
+
+
+def _dense_profile(high, low, volume, bins):
+    """The volume profile as a (bars x bins) matrix of overlaps: the definition, spelled out."""
+    edges = np.linspace(low.min(), high.max(), bins + 1)
+    volumes = np.zeros(bins)
+    if high.max() == low.min():
+        volumes[0] = volume.sum()
+        return edges, volumes
+    ranged = high > low
+    overlap = np.clip(np.minimum(high[ranged, None], edges[None, 1:]) - np.maximum(low[ranged, None], edges[None, :-1]),
+                      0, None)
+    volumes += (overlap / (high[ranged] - low[ranged])[:, None] * volume[ranged, None]).sum(axis=0)
+    np.add.at(volumes, np.clip(np.searchsorted(edges, low[~ranged], side="right") - 1, 0, bins - 1), volume[~ranged])
+    return edges, volumes
+
+
+def test_profiles_of_many_windows_are_each_windows_own_to_the_last_bit():
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.004, 400)))
+    high, low = close * (1 + np.abs(rng.normal(0, 0.003, 400))), close * (1 - np.abs(rng.normal(0, 0.003, 400)))
+    high[::9] = low[::9]  # flat bars
+    high[50:70] = low[50:70] = 100.0  # windows at one price
+    volume = rng.gamma(2.0, 50.0, 400)
+    volume[::13] = 0.0
+    ends = list(range(0, 400, 3))
+    for window, bins in ((60, 24), (200, 50), (1, 5), (15, 50)):
+        for end, batch in zip(ends, volume_profiles(high, low, volume, ends, window, bins)):
+            first = max(0, end - window + 1)
+            single = volume_profile(high[first:end + 1], low[first:end + 1], volume[first:end + 1], bins)
+            edges, volumes = _dense_profile(high[first:end + 1], low[first:end + 1], volume[first:end + 1], bins)
+            for profile in (batch, single):
+                assert np.array_equal(profile.edges, edges) and np.array_equal(profile.volumes, volumes)
+            assert (batch.poc_index, batch.value_area) == (single.poc_index, single.value_area)
 
 
 def demand_zone(**changes):
