@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import math
 from dataclasses import dataclass, field
 
@@ -186,15 +187,15 @@ def score_signals(signals: pd.DataFrame, since: pd.DataFrame, zones: pd.DataFram
     scorer job and the backtester both call it."""
     from common.config import INTERVAL_MS
 
-    since = since.set_index("signal_id") if len(since) else since
-    zones = zones.set_index("zone_id") if len(zones) else zones
+    since = _rows_by(since, "signal_id")
+    zones = _rows_by(zones, "zone_id")
     max_break_age = config.signals.max_break_age_bars
     rows = []
     for s in signals.itertuples(index=False):
         interval_ms = INTERVAL_MS[s.interval]
-        after = since.loc[s.signal_id] if len(since) and s.signal_id in since.index else None
+        after = since(s.signal_id)
         as_of = int(after.last_close_ms) if after is not None else int(s.known_at_ms)
-        zone = zones.loc[s.zone_id] if len(zones) and s.zone_id in zones.index else None
+        zone = zones(s.zone_id)
         touches = int(zone.touches) if zone is not None else int(s.zone_touches)
         rejections = int(zone.rejections) if zone is not None else int(s.zone_rejections)
         mood = _sentiment_as_of(sentiment, s.exchange, s.symbol, as_of)
@@ -227,6 +228,21 @@ def score_signals(signals: pd.DataFrame, since: pd.DataFrame, zones: pd.DataFram
                      **{f"score_{c}": float(v) for c, v in components.items()}, "sentiment_score": mood[0],
                      "scored_as_of_ms": as_of, "calibration_version": calibration.version})
     return pd.DataFrame(rows)
+
+
+def _rows_by(frame: pd.DataFrame, key: str):
+    """A lookup of the frame's row by its `key` column (None when absent), as `.loc` on that
+    index reads it; with unique keys a dict of the rows' named tuples (`.loc` per signal costs
+    tens of microseconds, a backtest asks thousands of times)."""
+    if not len(frame):
+        return lambda value: None
+    plain_names = all(isinstance(c, str) and c.isidentifier() and not keyword.iskeyword(c) and not c.startswith("_")
+                      for c in frame.columns)  # named tuples keep them as they are
+    if plain_names and frame[key].notna().all() and frame[key].is_unique:
+        rows = dict(zip(frame[key], frame.itertuples(index=False)))
+        return rows.get
+    indexed = frame.set_index(key)
+    return lambda value: indexed.loc[value] if value in indexed.index else None
 
 
 def _text(value) -> str | None:

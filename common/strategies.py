@@ -84,7 +84,7 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
         entry = setup.poc_price if pd.notna(setup.poc_price) else (setup.zone_low + setup.zone_high) / 2
         # smc: the break that made the setup; liquidity: the latest break known, as context.
         bos = setup.bos if setup.strategy == "smc" else breaks.as_of(setup.known_at_ms, lookback_ms)
-        side = latest[zone_type[latest] == setup.zone_type]
+        side = latest[zone_versions.equals("zone_type", setup.zone_type)[latest]]
         rows.append({
             "signal_id": signal_id(setup.strategy, exchange, symbol, interval, setup.direction, setup.zone_id,
                                    setup.trigger_bar_time_ms),
@@ -99,7 +99,7 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
             "target_levels": json.dumps(_targets(zone_versions, latest, setup.direction, float(entry))),
             "zone_quality": float(setup.quality), "zone_touches": int(setup.touches),
             "zone_rejections": int(setup.rejections),
-            "side_rejections": int(np.nansum(rejections[side])), "side_breaks": int(np.nansum(breaks_count[side])),
+            "side_rejections": _count(rejections[side]), "side_breaks": _count(breaks_count[side]),
             "bos_type": None if bos is None else bos.event_type,
             "bos_direction": None if bos is None else bos.direction,
             "bos_distance_atr": None if bos is None or pd.isna(bos.distance_atr) else float(bos.distance_atr),
@@ -108,6 +108,11 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
     out = pd.DataFrame(rows)
     return _confluence(out, interval, intervals or [interval], htf_events or {}, htf_zones or {},
                        params.lookback_bars)[SIGNAL_COLUMNS]
+
+
+def _count(counts: np.ndarray) -> int:
+    """int(np.nansum(counts)) of whole counts (exact in any order), without nansum's copies."""
+    return int(sum(c for c in counts.tolist() if c == c))
 
 
 def _bar_open(known_at_ms: pd.Series, interval_ms: int) -> pd.Series:
@@ -142,12 +147,12 @@ def _liquidity_triggers(versions: pd.DataFrame, interval_ms: int, emit_from_ms: 
 def _targets(zones: ZoneVersions, latest: np.ndarray, direction: str, entry: float) -> list[float]:
     """The next opposing liquidity beyond the entry, nearest first: for a long the lower edges
     of the active supply zones above it, for a short the upper edges of demand zones below."""
-    active = latest[zones.column("status")[latest] == "active"]
+    active = latest[zones.equals("status", "active")[latest]]
     if direction == LONG:
-        edges = zones.column("zone_low")[active[zones.column("zone_type")[active] == "supply"]]
+        edges = zones.column("zone_low")[active[zones.equals("zone_type", "supply")[active]]]
         levels = sorted(float(v) for v in edges if v > entry)
     else:
-        edges = zones.column("zone_high")[active[zones.column("zone_type")[active] == "demand"]]
+        edges = zones.column("zone_high")[active[zones.equals("zone_type", "demand")[active]]]
         levels = sorted((float(v) for v in edges if v < entry), reverse=True)
     return levels[:MAX_TARGETS]
 

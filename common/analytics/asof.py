@@ -19,8 +19,16 @@ class ZoneVersions:
         order = ["known_at_ms"] + (["version"] if "version" in zones.columns else [])
         self.rows = zones.sort_values(order, kind="stable").reset_index(drop=True)
         self.known_at_ms = self.rows.known_at_ms.to_numpy(dtype="int64")
-        self._zone = pd.factorize(self.rows.zone_id)[0] if len(self.rows) else np.empty(0, dtype="int64")
+        zone = pd.factorize(self.rows.zone_id)[0] if len(self.rows) else np.empty(0, dtype="int64")
+        # The position of each row's zone's next version (len(rows) for its last): a row is its
+        # zone's newest version before `end` exactly when its next one is at or after `end`.
+        self._next = np.full(len(zone), len(zone), dtype="int64")
+        order = np.lexsort((np.arange(len(zone)), zone))  # by zone, then position
+        same = zone[order][1:] == zone[order][:-1]
+        self._next[order[:-1][same]] = order[1:][same]
         self._columns: dict[str, np.ndarray] = {}
+        self._masks: dict[tuple, np.ndarray] = {}
+        self._window_end: np.ndarray | None = None  # window_end_ms with the missing ones last (inf)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -32,8 +40,7 @@ class ZoneVersions:
         end = int(np.searchsorted(self.known_at_ms, until_ms, side="right" if include_until else "left"))
         if end <= start:
             return np.empty(0, dtype="int64")
-        _, newest_first = np.unique(self._zone[start:end][::-1], return_index=True)
-        return np.sort(end - 1 - newest_first)
+        return start + np.flatnonzero(self._next[start:end] >= end)
 
     def column(self, name: str) -> np.ndarray:
         if name not in self._columns:
@@ -43,12 +50,21 @@ class ZoneVersions:
                 values.to_numpy(dtype=object)
         return self._columns[name]
 
+    def equals(self, name: str, value) -> np.ndarray:
+        """column(name) == value, per row (compared once: readers ask per setup)."""
+        key = (name, value)
+        if key not in self._masks:
+            self._masks[key] = self.column(name) == value
+        return self._masks[key]
+
     def newest_profile(self, positions: np.ndarray) -> int:
         """Of these rows, the one of the most recent volume profile: the latest window end, then the
         latest known (a missing window end sorts last, as pandas sorts it)."""
         if "window_end_ms" not in self.rows.columns:
             return int(positions[-1])
-        window_end = np.nan_to_num(self.column("window_end_ms")[positions], nan=np.inf)
+        if self._window_end is None:
+            self._window_end = np.nan_to_num(self.column("window_end_ms"), nan=np.inf)
+        window_end = self._window_end[positions]
         return int(positions[np.flatnonzero(window_end == window_end.max())[-1]])
 
 

@@ -57,6 +57,9 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
             zone_type, status = versions.column("zone_type"), versions.column("status")
             zone_low, zone_high = versions.column("zone_low"), versions.column("zone_high")
             va_low, va_high = versions.column("value_area_low"), versions.column("value_area_high")
+            # Each version's side and status compared once, not once per row (object arrays).
+            active_on = {side: versions.equals("status", "active") & versions.equals("zone_type", side)
+                         for side in ("demand", "supply")}
             for n, (known_at, lo, hi, side_bullish, p) in enumerate(
                     zip(out["known_at_ms"], low, high, bullish, price)):
                 current = versions.latest(None if horizon is None else known_at - horizon, known_at,
@@ -64,7 +67,7 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
                 if not len(current):
                     continue
                 side = "demand" if side_bullish else "supply"
-                active = current[(status[current] == "active") & (zone_type[current] == side)]
+                active = current[active_on[side][current]]
                 overlap[n] = bool(((zone_low[active] <= hi) & (zone_high[active] >= lo)).any())
                 newest = versions.newest_profile(current)
                 in_value[n] = bool(not np.isnan(va_low[newest]) and va_low[newest] <= p <= va_high[newest])
