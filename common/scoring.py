@@ -47,7 +47,8 @@ SHRINK_TRADES = 10  # a bucket's win rate counts as if it had this many trades a
 # -- components -------------------------------------------------------------------------------
 
 def zone_quality_points(quality: float | None) -> float:
-    return 0.0 if quality is None or _missing(quality) else float(np.clip(quality, 0.0, 100.0))
+    # min/max: np.clip's value on one number, without its dispatch (a backtest scores thousands)
+    return 0.0 if quality is None or _missing(quality) else min(max(float(quality), 0.0), 100.0)
 
 
 def bos_points(direction: str, bos_type: str | None, bos_direction: str | None, distance_atr: float | None,

@@ -77,7 +77,8 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
         return pd.DataFrame(columns=SIGNAL_COLUMNS)
     lookback_ms = params.lookback_bars * interval_ms
     rows = []
-    zone_type, rejections, breaks_count = (zone_versions.column(c) for c in ("zone_type", "rejections", "breaks"))
+    # The side's counts, NaN as 0: np.nansum's sum of whole counts, exact in any order.
+    rejections, breaks_count = (np.nan_to_num(zone_versions.column(c)) for c in ("rejections", "breaks"))
     for setup in setups.itertuples(index=False):
         # Each zone's newest version known within the look-back, the setup's own bar included.
         latest = zone_versions.latest(setup.known_at_ms - lookback_ms + 1, setup.known_at_ms, include_until=True)
@@ -99,7 +100,7 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
             "target_levels": json.dumps(_targets(zone_versions, latest, setup.direction, float(entry))),
             "zone_quality": float(setup.quality), "zone_touches": int(setup.touches),
             "zone_rejections": int(setup.rejections),
-            "side_rejections": _count(rejections[side]), "side_breaks": _count(breaks_count[side]),
+            "side_rejections": int(rejections[side].sum()), "side_breaks": int(breaks_count[side].sum()),
             "bos_type": None if bos is None else bos.event_type,
             "bos_direction": None if bos is None else bos.direction,
             "bos_distance_atr": None if bos is None or pd.isna(bos.distance_atr) else float(bos.distance_atr),
@@ -108,11 +109,6 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
     out = pd.DataFrame(rows)
     return _confluence(out, interval, intervals or [interval], htf_events or {}, htf_zones or {},
                        params.lookback_bars)[SIGNAL_COLUMNS]
-
-
-def _count(counts: np.ndarray) -> int:
-    """int(np.nansum(counts)) of whole counts (exact in any order), without nansum's copies."""
-    return int(sum(c for c in counts.tolist() if c == c))
 
 
 def _bar_open(known_at_ms: pd.Series, interval_ms: int) -> pd.Series:
