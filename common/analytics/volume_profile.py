@@ -34,6 +34,10 @@ class Profile:
     def _widths(self) -> np.ndarray:
         return np.diff(self.edges)
 
+    @cached_property
+    def _widths_positive(self) -> bool:
+        return bool((self._widths > 0).all())
+
     @property
     def poc_price(self) -> float | None:
         """The POC bin's middle."""
@@ -54,7 +58,10 @@ class Profile:
         widths = self._widths
         # np.maximum(x, 0) is what np.clip(x, 0, None) computes, without its dispatch.
         overlap = np.maximum(np.minimum(self.edges[1:], high) - np.maximum(self.edges[:-1], low), 0)
-        shares = np.divide(overlap, widths, out=(overlap > 0).astype(float), where=widths > 0)
+        if self._widths_positive:  # the usual case: np.divide's `where` would pick every bin
+            shares = overlap / widths
+        else:
+            shares = np.divide(overlap, widths, out=(overlap > 0).astype(float), where=widths > 0)
         return float((self.volumes * shares).sum())
 
     def poc_between(self, low: float, high: float) -> float | None:
@@ -127,9 +134,10 @@ def _profiles_of(high, low, volume, ends: np.ndarray, window_bars: int, bins: in
     counts = last_bin - first_bin + 1
     cell = np.repeat(ranged_pairs, counts)  # the (window, bar) pair of each (window, bar, bin) cell
     bin_ = np.arange(len(cell)) + np.repeat(first_bin - (np.cumsum(counts) - counts), counts)
-    cell_high, cell_low, edge = pair_high[cell], pair_low[cell], pair_edges[cell] + bin_
+    cell_window = window[cell]
+    cell_high, cell_low, edge = pair_high[cell], pair_low[cell], cell_window * (bins + 1) + bin_
     overlap = np.maximum(np.minimum(cell_high, all_edges[edge + 1]) - np.maximum(cell_low, all_edges[edge]), 0)
-    volumes = np.bincount(window[cell] * bins + bin_, weights=overlap / (cell_high - cell_low) * pair_volume[cell],
+    volumes = np.bincount(cell_window * bins + bin_, weights=overlap / (cell_high - cell_low) * pair_volume[cell],
                           minlength=len(ends) * bins)
     flat = np.flatnonzero(~ranged)
     if len(flat):  # bars with high = low: all their volume in the bin holding the price, after the rest
