@@ -18,10 +18,10 @@ import pandas as pd
 from common.analytics.structure import (
     EVENT_COLUMNS, StructureState, Swing, average_true_range, copy_state, structure_bar, swing_flags,
 )
-from common.analytics.volume_profile import volume_profiles
+from common.analytics.volume_profile import measure_between, volume_profiles
 from common.analytics.zones import (
     ACTIVE, DEMAND, EXPIRED, SUPPLY, ZONE_COLUMNS, Zone, high_volume_nodes, join_swing, new_zone, track_bar,
-    visible_changes, zone_row,
+    visible_changes, zone_bounds, zone_row,
 )
 
 BAR_COLUMNS = ["open_time_ms", "close_time_ms", "open", "high", "low", "close", "volume"]
@@ -98,11 +98,14 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
     swing_high, swing_low = is_high.tolist(), is_low.tolist()
     profile_step = (open_ms // interval_ms) % params.profile_step_bars == 0
     profiles = _profiles_needed(high, low, volume, is_high | is_low, atr_known, profile_step, new_from, params)
+    open_prices, lows_ = open_.tolist(), low.tolist()
+    nodes, measured = _new_zone_measures(profiles, open_prices, highs, lows_, closes, atrs, swing_high, swing_low,
+                                         profile_step, params)
     profile_step, atr_known = profile_step.tolist(), atr_known.tolist()
     structure = copy_state(state.structure)
     zones = list(state.zones)
     events: list[dict] = []
-    versions: list[dict] = []
+    versions: list[tuple] = []  # rows of ZONE_COLUMNS
     may_exceed = True  # zones were added since the last expiry (or none ran yet): see _expire_oldest
 
     for t in range(new_from, len(bars)):
@@ -133,12 +136,12 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
             window = (t - first + 1, opens_ms[first], known_at)
             for swing in confirmed:
                 zones = _add_swing_zone(zones, versions, swing, (open_ms, open_, high, low, close), profile, window,
-                                        atrs[t], params, known_at, interval_ms)
+                                        atrs[t], params, known_at, interval_ms, measured[t, swing.kind])
                 may_exceed = True
-            if profile_step[t] and t - first + 1 >= params.profile_window_bars:
+            if t in nodes:
                 count = len(zones)
                 zones = _add_volume_zones(zones, versions, profile, window, c, atrs[t], opens_ms[t], known_at,
-                                          interval_ms)
+                                          interval_ms, t, nodes[t], measured)
                 may_exceed = may_exceed or len(zones) > count
         if may_exceed:
             # Only an added zone can take a side over the limit (tracking only removes zones).
@@ -166,9 +169,37 @@ def _profiles_needed(high, low, volume, swing_bar, atr_known, profile_step, new_
                                                    params.profile_bins)))
 
 
+def _new_zone_measures(profiles: dict, opens, highs, lows, closes, atrs, swing_high, swing_low, profile_step,
+                       params: AnalyticsParams) -> tuple[dict, dict]:
+    """The zones each bar with a profile could open, measured against its profile together
+    (`measure_between`): whether one is opened depends on the zones of the moment, not its
+    measures. ({bar: its high-volume nodes}, for a profile step with a full window; {(bar, "high" |
+    "low"): the measures of the zone of the swing it confirms, (bar, node): of a node's zone})."""
+    keys, ranges, nodes = [], [], {}
+    for t, profile in profiles.items():
+        i = t - params.swing_strength  # the bar whose swing bar t confirms
+        if i >= 0 and swing_low[i]:  # a demand zone from its low to the bottom of its body
+            keys.append((t, "low"))
+            ranges.append((profile, *zone_bounds(DEMAND, lows[i], min(opens[i], closes[i]), atrs[t])[:2]))
+        if i >= 0 and swing_high[i]:
+            keys.append((t, "high"))
+            ranges.append((profile, *zone_bounds(SUPPLY, max(opens[i], closes[i]), highs[i], atrs[t])[:2]))
+        if profile_step[t] and t + 1 >= params.profile_window_bars:
+            nodes[t] = high_volume_nodes(profile)
+            for node in nodes[t]:
+                low, high = float(profile.edges[node]), float(profile.edges[node + 1])
+                if not low <= closes[t] <= high:  # else no zone (see _add_volume_zones)
+                    keys.append((t, node))
+                    ranges.append((profile, *zone_bounds(DEMAND if high < closes[t] else SUPPLY, low, high,
+                                                         atrs[t])[:2]))
+    volumes, pocs = measure_between(*zip(*ranges)) if ranges else ([], [])
+    return nodes, dict(zip(keys, zip(volumes, pocs)))
+
+
 def _add_swing_zone(zones, versions, swing: Swing, bars: tuple[np.ndarray, ...], profile, window, atr, params,
-                    known_at, interval_ms):
-    """bars: (open_time_ms, open, high, low, close) arrays of the series."""
+                    known_at, interval_ms, measured):
+    """bars: (open_time_ms, open, high, low, close) arrays of the series; measured: the new zone's
+    (volume, POC), should the swing open one."""
     zone_type = DEMAND if swing.kind == "low" else SUPPLY
     open_ms, open_, high_, low_, close_ = bars
     i = int(np.searchsorted(open_ms, swing.time_ms))
@@ -182,13 +213,16 @@ def _add_swing_zone(zones, versions, swing: Swing, bars: tuple[np.ndarray, ...],
             joined = _write(versions, join_swing(zone, swing.level, low, high, profile, atr), known_at, interval_ms,
                             atr)
             return zones[:n] + zones[n + 1:] + [joined]
-    zone = new_zone(zone_type, "swing", low, high, swing.level, profile, window, atr, known_at, swing.time_ms)
+    zone = new_zone(zone_type, "swing", low, high, swing.level, profile, window, atr, known_at, swing.time_ms,
+                    measured)
     zone = _write(versions, zone, known_at, interval_ms, atr)
     return zones + [zone]
 
 
-def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms, known_at, interval_ms):
-    for node in high_volume_nodes(profile):
+def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms, known_at, interval_ms, t: int,
+                      nodes, measured):
+    """nodes: the profile's high-volume nodes; measured: {(bar, node): the node's zone's (volume, POC)}."""
+    for node in nodes:
         low, high = float(profile.edges[node]), float(profile.edges[node + 1])
         if low <= close <= high:
             continue  # price is in it: neither below (demand) nor above (supply)
@@ -196,7 +230,7 @@ def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms,
         if any(z.zone_type == zone_type and z.zone_low <= high and low <= z.zone_high for z in zones):
             continue
         zone = new_zone(zone_type, "volume", low, high, (low + high) / 2, profile, window, atr, known_at,
-                        bar_time_ms * 1000 + node)  # one id per node and refresh
+                        bar_time_ms * 1000 + node, measured[t, node])  # one id per node and refresh
         zone = _write(versions, zone, known_at, interval_ms, atr)
         zones = zones + [zone]
     return zones
@@ -211,7 +245,7 @@ def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int,
     return zones
 
 
-def _write(versions: list[dict], zone: Zone, known_at: int, interval_ms: int, atr: float,
+def _write(versions: list[tuple], zone: Zone, known_at: int, interval_ms: int, atr: float,
            before: Zone | None = None) -> Zone:
     """Append the zone's next version; returns the zone numbered as written."""
     zone = zone.evolve(version=zone.version + 1)
@@ -219,5 +253,6 @@ def _write(versions: list[dict], zone: Zone, known_at: int, interval_ms: int, at
     return zone
 
 
-def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
+    """rows: dicts (keyed by the columns) or tuples (in their order); the same columns and dtypes."""
     return pd.DataFrame(rows, columns=columns)

@@ -27,7 +27,7 @@ bar did (`touched_now`, `swept_now`), so a reader needs no earlier version to se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -89,9 +89,6 @@ class Zone:
         return copy
 
 
-_ZONE_FIELDS_IN_ROWS = [f.name for f in fields(Zone) if f.name in ZONE_COLUMNS]
-
-
 def zone_quality(zone: Zone) -> float:
     """0-100, the sum of:
     - volume, up to 30: its share of the window's volume, full marks at 20 %;
@@ -115,31 +112,38 @@ def zone_quality(zone: Zone) -> float:
     return round(volume + rejections + freshness + width + value, 4)
 
 
-def zone_row(zone: Zone, known_at_ms: int, interval_ms: int, atr: float, before: Zone | None = None) -> dict:
+def zone_row(zone: Zone, known_at_ms: int, interval_ms: int, atr: float, before: Zone | None = None) -> tuple:
     """The zone as known at a bar's close, with that bar's ATR (for stops placed beyond it);
-    `before`: the zone before that bar's tracking, when this version comes from it."""
-    values = zone.__dict__
-    row = {k: values[k] for k in _ZONE_FIELDS_IN_ROWS}  # not asdict: it deep-copies, field by field
-    row.update(is_liquidity_pool=zone.is_liquidity_pool, quality=zone_quality(zone), atr=float(atr),
-               age_bars=int((known_at_ms - zone.created_ms) // interval_ms), known_at_ms=int(known_at_ms),
-               touched_now=before is not None and zone.touches > before.touches,
-               swept_now=before is not None and zone.sweeps > before.sweeps)
-    return row
+    `before`: the zone before that bar's tracking, when this version comes from it. A tuple of
+    ZONE_COLUMNS (a year writes tens of thousands: a dict per row costs more than the frame)."""
+    z = zone
+    return (z.zone_id, z.zone_type, z.source, z.is_liquidity_pool, z.swing_count, z.zone_low, z.zone_high, z.level,
+            z.poc_price, z.volume, z.volume_share, z.window_bars, z.window_start_ms, z.window_end_ms, z.window_poc,
+            z.value_area_low, z.value_area_high, z.touches, z.rejections, z.sweeps, z.breaks, z.status,
+            zone_quality(z), z.created_ms, int((known_at_ms - z.created_ms) // interval_ms), float(atr),
+            int(known_at_ms), z.version, before is not None and z.touches > before.touches,
+            before is not None and z.sweeps > before.sweeps)
+
+
+def zone_bounds(zone_type: str, low: float, high: float, atr: float) -> tuple[float, float, float]:
+    """A new zone's (low, high, width): at least MIN_WIDTH_ATR ATRs wide, grown away from its
+    side's edge."""
+    width = max(high - low, MIN_WIDTH_ATR * atr)
+    return (low, low + width, width) if zone_type == DEMAND else (high - width, high, width)
 
 
 def new_zone(zone_type: str, source: str, low: float, high: float, level: float, profile: Profile,
-             window: tuple[int, int, int], atr: float, created_ms: int, swing_time_ms: int) -> Zone:
-    """window: (bars, start_ms, end_ms) of the profile the zone is measured against."""
-    width = max(high - low, MIN_WIDTH_ATR * atr)
-    if zone_type == DEMAND:
-        high = low + width
-    else:
-        low = high - width
+             window: tuple[int, int, int], atr: float, created_ms: int, swing_time_ms: int,
+             measured: tuple[float, float | None] | None = None) -> Zone:
+    """window: (bars, start_ms, end_ms) of the profile the zone is measured against; measured:
+    (volume, POC) of the zone's bounds in the profile, when already computed (`measure_between`)."""
+    low, high, width = zone_bounds(zone_type, low, high, atr)
     total = profile.total
-    volume = profile.volume_between(low, high)
+    volume, poc = measured if measured is not None else (profile.volume_between(low, high),
+                                                         profile.poc_between(low, high))
     return Zone(
         zone_id=f"{zone_type}:{source}:{swing_time_ms}", zone_type=zone_type, source=source, swing_count=1,
-        zone_low=float(low), zone_high=float(high), level=float(level), poc_price=profile.poc_between(low, high),
+        zone_low=float(low), zone_high=float(high), level=float(level), poc_price=poc,
         volume=volume, volume_share=volume / total if total > 0 else 0.0, window_bars=window[0],
         window_start_ms=window[1], window_end_ms=window[2], window_poc=profile.poc_price,
         value_area_low=profile.value_area_low, value_area_high=profile.value_area_high,

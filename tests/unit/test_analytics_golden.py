@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from common.analytics.structure import StructureState, average_true_range, structure_events, swing_flags
-from common.analytics.volume_profile import volume_profile, volume_profiles
+from common.analytics.volume_profile import measure_between, volume_profile, volume_profiles
 from common.analytics.zones import DEMAND, Zone, track_bar, zone_quality
 
 
@@ -129,6 +129,26 @@ def test_profiles_of_many_windows_are_each_windows_own_to_the_last_bit():
             for profile in (batch, single):
                 assert np.array_equal(profile.edges, edges) and np.array_equal(profile.volumes, volumes)
             assert (batch.poc_index, batch.value_area) == (single.poc_index, single.value_area)
+
+
+def test_ranges_measured_together_are_each_ones_own_to_the_last_bit():
+    rng = np.random.default_rng(4)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.004, 600)))
+    high, low = close * (1 + np.abs(rng.normal(0, 0.003, 600))), close * (1 - np.abs(rng.normal(0, 0.003, 600)))
+    high[::11] = low[::11]
+    high[80:100] = low[80:100] = 100.0  # windows at one price: bins without width
+    volume = rng.gamma(2.0, 50.0, 600)
+    volume[::7] = 0.0
+    profiles, lows, highs = [], [], []
+    for profile in volume_profiles(high, low, volume, list(range(0, 600, 5)), 60, 24):
+        bottom, top = float(profile.edges[0]), float(profile.edges[-1])
+        for a, b in [sorted(rng.uniform(bottom - 1, top + 1, 2)) for _ in range(4)] + [
+                (float(profile.edges[3]), float(profile.edges[4])), (top + 1, top + 2), (bottom, bottom)]:
+            profiles.append(profile), lows.append(a), highs.append(b)
+    volumes, pocs = measure_between(profiles, lows, highs)
+    for profile, a, b, v, p in zip(profiles, lows, highs, volumes, pocs):
+        assert (v, p) == (profile.volume_between(a, b), profile.poc_between(a, b))
+    assert measure_between([], [], []) == ([], [])
 
 
 def demand_zone(**changes):
