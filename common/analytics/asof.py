@@ -42,6 +42,22 @@ class ZoneVersions:
             return np.empty(0, dtype="int64")
         return start + np.flatnonzero(self._next[start:end] >= end)
 
+    def latest_many(self, since_ms, until_ms, include_until: bool, rows=None):
+        """`latest` of many windows at once: (query, row position) pairs, by query then position,
+        of the rows `latest(since_ms[q], until_ms[q], include_until)` returns (since_ms None: from
+        the start); `rows`: only these row positions (ascending) are candidates."""
+        until_ms = np.asarray(until_ms, dtype="int64")
+        end = np.searchsorted(self.known_at_ms, until_ms, side="right" if include_until else "left")
+        start = np.zeros(len(end), dtype="int64") if since_ms is None else np.searchsorted(
+            self.known_at_ms, np.asarray(since_ms, dtype="int64"), side="left")
+        candidates = np.arange(len(self)) if rows is None else np.asarray(rows, dtype="int64")
+        first, last = np.searchsorted(candidates, start), np.searchsorted(candidates, end)
+        counts = np.maximum(last - first, 0)
+        query = np.repeat(np.arange(len(end)), counts)
+        position = candidates[np.arange(len(query)) + np.repeat(first - (np.cumsum(counts) - counts), counts)]
+        newest = self._next[position] >= end[query]  # the zone's next version is not in the window yet
+        return query[newest], position[newest]
+
     def column(self, name: str) -> np.ndarray:
         if name not in self._columns:
             values = self.rows[name]
@@ -57,16 +73,23 @@ class ZoneVersions:
             self._masks[key] = self.column(name) == value
         return self._masks[key]
 
-    def newest_profile(self, positions: np.ndarray) -> int:
-        """Of these rows, the one of the most recent volume profile: the latest window end, then the
-        latest known (a missing window end sorts last, as pandas sorts it)."""
+    def newest_profiles(self, query: np.ndarray, position: np.ndarray, queries: int) -> np.ndarray:
+        """Of each query's rows (`latest_many`'s pairs), the one of the most recent volume profile:
+        the latest window end, then the latest known (a missing window end sorts last, as pandas
+        sorts it); -1 for a query without rows."""
+        out = np.full(queries, -1, dtype="int64")
+        if not len(query):
+            return out
         if "window_end_ms" not in self.rows.columns:
-            return int(positions[-1])
-        if self._window_end is None:
-            self._window_end = np.nan_to_num(self.column("window_end_ms"), nan=np.inf)
-        window_end = self._window_end[positions]
-        return int(positions[np.flatnonzero(window_end == window_end.max())[-1]])
-
+            key = np.zeros(len(position))  # every row ties: the last one
+        else:
+            if self._window_end is None:
+                self._window_end = np.nan_to_num(self.column("window_end_ms"), nan=np.inf)
+            key = self._window_end[position]
+        starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
+        best = np.repeat(np.maximum.reduceat(key, starts), np.diff(np.r_[starts, len(query)]))
+        out[query[starts]] = np.maximum.reduceat(np.where(key == best, position, -1), starts)
+        return out
 
 class LatestBreak:
     """The latest BOS or CHoCH known by a time, not older than a horizon."""

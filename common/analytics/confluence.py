@@ -54,23 +54,29 @@ def add_confluence(rows: pd.DataFrame, interval: str, events_by_interval: dict[s
         in_value = np.zeros(len(out), dtype=bool)
         if zones is not None and not zones.empty:
             versions = ZoneVersions(zones)
-            zone_type, status = versions.column("zone_type"), versions.column("status")
             zone_low, zone_high = versions.column("zone_low"), versions.column("zone_high")
             va_low, va_high = versions.column("value_area_low"), versions.column("value_area_high")
             # Each version's side and status compared once, not once per row (object arrays).
             active_on = {side: versions.equals("status", "active") & versions.equals("zone_type", side)
                          for side in ("demand", "supply")}
-            for n, (known_at, lo, hi, side_bullish, p) in enumerate(
-                    zip(out["known_at_ms"], low, high, bullish, price)):
-                current = versions.latest(None if horizon is None else known_at - horizon, known_at,
-                                          include_until=False)
-                if not len(current):
-                    continue
-                side = "demand" if side_bullish else "supply"
-                active = current[active_on[side][current]]
-                overlap[n] = bool(((zone_low[active] <= hi) & (zone_high[active] >= lo)).any())
-                newest = versions.newest_profile(current)
-                in_value[n] = bool(not np.isnan(va_low[newest]) and va_low[newest] <= p <= va_high[newest])
+            known_at = out["known_at_ms"].to_numpy(dtype="int64")
+            since = None if horizon is None else known_at - horizon
+            lo, hi, p = (np.asarray(v, dtype="float64") for v in (low, high, price))
+            on_demand = np.asarray(bullish, dtype=bool)
+            # Overlap: each row's side's active zones (by their newest version known before it).
+            for side, rows in (("demand", np.flatnonzero(on_demand)), ("supply", np.flatnonzero(~on_demand))):
+                query, position = versions.latest_many(None if since is None else since[rows], known_at[rows],
+                                                       include_until=False, rows=np.flatnonzero(active_on[side]))
+                row = rows[query]
+                hits = (zone_low[position] <= hi[row]) & (zone_high[position] >= lo[row])
+                overlap[row[hits]] = True
+            # Value area: the newest profile among every zone's newest version known before the row.
+            query, position = versions.latest_many(since, known_at, include_until=False)
+            newest = versions.newest_profiles(query, position, len(out))
+            found = newest >= 0
+            chosen = np.where(found, newest, 0)
+            with np.errstate(invalid="ignore"):
+                in_value = found & ~np.isnan(va_low[chosen]) & (va_low[chosen] <= p) & (p <= va_high[chosen])
         out["htf_trend_agree"] += agree_trend.astype(int)
         out["htf_zone_overlap"] += overlap.astype(int)
         out["htf_in_value_area"] += in_value.astype(int)

@@ -52,3 +52,28 @@ def test_the_value_area_is_the_newest_profiles_even_when_an_older_zone_changed_l
                          "known_at_ms": 10 * H}])
     out = add_confluence(row, "15m", {}, {"1h": htf}).iloc[0]
     assert out.htf_in_value_area == 0  # 101 is in old's [95, 105] but the newest profile's is [120, 130]
+
+
+def test_many_windows_read_at_once_are_each_windows_own():
+    import numpy as np
+
+    from common.analytics.asof import ZoneVersions
+
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame({"zone_id": rng.integers(0, 30, n).astype(str), "known_at_ms": np.sort(rng.integers(0, 200, n)),
+                          "version": np.arange(n), "window_end_ms": rng.choice([1.0, 2.0, 3.0, np.nan], n)})
+    versions = ZoneVersions(frame)
+    until = rng.integers(-5, 210, 300)
+    since = until - rng.integers(0, 80, 300)
+    rows = np.flatnonzero(rng.random(n) < 0.4)
+    for include in (False, True):
+        query, position = versions.latest_many(since, until, include)
+        some_query, some_position = versions.latest_many(since, until, include, rows=rows)
+        newest = versions.newest_profiles(query, position, len(until))
+        for q, (s, u) in enumerate(zip(since, until)):
+            latest = versions.latest(int(s), int(u), include)
+            assert list(position[query == q]) == list(latest)
+            assert list(some_position[some_query == q]) == [p for p in latest if p in set(rows)]
+            ends = np.nan_to_num(versions.column("window_end_ms")[latest], nan=np.inf)
+            assert newest[q] == (latest[np.flatnonzero(ends == ends.max())[-1]] if len(latest) else -1)
