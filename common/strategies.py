@@ -77,15 +77,12 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
         return pd.DataFrame(columns=SIGNAL_COLUMNS)
     lookback_ms = params.lookback_bars * interval_ms
     rows = []
-    # The side's counts, NaN as 0: np.nansum's sum of whole counts, exact in any order.
-    rejections, breaks_count = (np.nan_to_num(zone_versions.column(c)) for c in ("rejections", "breaks"))
-    for setup in setups.itertuples(index=False):
-        # Each zone's newest version known within the look-back, the setup's own bar included.
-        latest = zone_versions.latest(setup.known_at_ms - lookback_ms + 1, setup.known_at_ms, include_until=True)
-        entry = setup.poc_price if pd.notna(setup.poc_price) else (setup.zone_low + setup.zone_high) / 2
+    entries = setups.poc_price.fillna((setups.zone_low + setups.zone_high) / 2)
+    side_rejections, side_breaks = _side_counts(zone_versions, setups, lookback_ms)
+    targets = _targets(zone_versions, setups, entries.to_numpy(dtype="float64"), lookback_ms)
+    for n, (setup, entry) in enumerate(zip(setups.itertuples(index=False), entries)):
         # smc: the break that made the setup; liquidity: the latest break known, as context.
         bos = setup.bos if setup.strategy == "smc" else breaks.as_of(setup.known_at_ms, lookback_ms)
-        side = latest[zone_versions.equals("zone_type", setup.zone_type)[latest]]
         rows.append({
             "signal_id": signal_id(setup.strategy, exchange, symbol, interval, setup.direction, setup.zone_id,
                                    setup.trigger_bar_time_ms),
@@ -97,10 +94,10 @@ def scan_series(exchange: str, symbol: str, interval: str, interval_ms: int, eve
                                    "bos_known_at_ms": None if bos is None else int(bos.known_at_ms)}),
             "entry_price": float(entry), "zone_low": float(setup.zone_low), "zone_high": float(setup.zone_high),
             "atr": None if pd.isna(setup.atr) else float(setup.atr),
-            "target_levels": json.dumps(_targets(zone_versions, latest, setup.direction, float(entry))),
+            "target_levels": json.dumps(targets[n]),
             "zone_quality": float(setup.quality), "zone_touches": int(setup.touches),
             "zone_rejections": int(setup.rejections),
-            "side_rejections": int(rejections[side].sum()), "side_breaks": int(breaks_count[side].sum()),
+            "side_rejections": side_rejections[n], "side_breaks": side_breaks[n],
             "bos_type": None if bos is None else bos.event_type,
             "bos_direction": None if bos is None else bos.direction,
             "bos_distance_atr": None if bos is None or pd.isna(bos.distance_atr) else float(bos.distance_atr),
@@ -140,17 +137,43 @@ def _liquidity_triggers(versions: pd.DataFrame, interval_ms: int, emit_from_ms: 
     return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))
 
 
-def _targets(zones: ZoneVersions, latest: np.ndarray, direction: str, entry: float) -> list[float]:
-    """The next opposing liquidity beyond the entry, nearest first: for a long the lower edges
-    of the active supply zones above it, for a short the upper edges of demand zones below."""
-    active = latest[zones.equals("status", "active")[latest]]
-    if direction == LONG:
-        edges = zones.column("zone_low")[active[zones.equals("zone_type", "supply")[active]]]
-        levels = sorted(float(v) for v in edges if v > entry)
-    else:
-        edges = zones.column("zone_high")[active[zones.equals("zone_type", "demand")[active]]]
-        levels = sorted((float(v) for v in edges if v < entry), reverse=True)
-    return levels[:MAX_TARGETS]
+def _windows(zones: ZoneVersions, setups: pd.DataFrame, lookback_ms: int, rows=None):
+    """(setup, row) pairs of each zone's newest version known within each setup's look-back, its
+    own bar included (`ZoneVersions.latest_many`)."""
+    known_at = setups.known_at_ms.to_numpy(dtype="int64")
+    return zones.latest_many(known_at - lookback_ms + 1, known_at, include_until=True, rows=rows)
+
+
+def _side_counts(zones: ZoneVersions, setups: pd.DataFrame, lookback_ms: int) -> tuple[list[int], list[int]]:
+    """Per setup, the rejections and the breaks of the zones of its side in its look-back (NaN as
+    0: sums of whole counts, exact in any order)."""
+    rejections, breaks = (np.nan_to_num(zones.column(c)) for c in ("rejections", "breaks"))
+    query, position = _windows(zones, setups, lookback_ms)
+    same_side = zones.column("zone_type")[position] == setups.zone_type.to_numpy(dtype=object)[query]
+    query, position = query[same_side], position[same_side]
+    return tuple([int(v) for v in np.bincount(query, weights=counts[position], minlength=len(setups))]
+                 for counts in (rejections, breaks))
+
+
+def _targets(zones: ZoneVersions, setups: pd.DataFrame, entries: np.ndarray, lookback_ms: int) -> list[list[float]]:
+    """Per setup, the next opposing liquidity beyond the entry, nearest first: for a long the lower
+    edges of the active supply zones above it, for a short the upper edges of demand zones below."""
+    long = (setups.direction == LONG).to_numpy()
+    targets: list[list[float]] = [[] for _ in range(len(setups))]
+    active = zones.equals("status", "active")
+    for wanted, side, column in ((long, "supply", "zone_low"), (~long, "demand", "zone_high")):
+        candidates = np.flatnonzero(active & zones.equals("zone_type", side))
+        query, position = _windows(zones, setups, lookback_ms, rows=candidates)
+        beyond = wanted[query]
+        query, edges = query[beyond], zones.column(column)[position[beyond]]
+        # Beyond the entry (NaN never is), nearest first: ascending above a long's, descending below a short's.
+        beyond = np.where(long[query], edges > entries[query], edges < entries[query])
+        query, edges = query[beyond], edges[beyond]
+        order = np.lexsort((np.where(long[query], edges, -edges), query))
+        for q, edge in zip(query[order].tolist(), edges[order].tolist()):
+            if len(targets[q]) < MAX_TARGETS:
+                targets[q].append(edge)
+    return targets
 
 
 def _confluence(signals: pd.DataFrame, interval: str, intervals: list[str], htf_events: dict, htf_zones: dict,

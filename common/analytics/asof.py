@@ -14,6 +14,9 @@ import pandas as pd
 BREAKS = ("BOS", "CHOCH")
 
 
+_PAIRS_AT_ONCE = 1 << 20  # (window, row) pairs handled together by latest_many
+
+
 class ZoneVersions:
     def __init__(self, zones: pd.DataFrame):
         order = ["known_at_ms"] + (["version"] if "version" in zones.columns else [])
@@ -53,10 +56,22 @@ class ZoneVersions:
         candidates = np.arange(len(self)) if rows is None else np.asarray(rows, dtype="int64")
         first, last = np.searchsorted(candidates, start), np.searchsorted(candidates, end)
         counts = np.maximum(last - first, 0)
-        query = np.repeat(np.arange(len(end)), counts)
-        position = candidates[np.arange(len(query)) + np.repeat(first - (np.cumsum(counts) - counts), counts)]
-        newest = self._next[position] >= end[query]  # the zone's next version is not in the window yet
-        return query[newest], position[newest]
+        # Windows a block at a time: a window's rows before the newest-version test are a few
+        # hundred, which over a long history would make arrays of hundreds of MB.
+        total = np.cumsum(counts)
+        queries, positions, q = [], [], 0
+        while q < len(end):
+            before = int(total[q - 1]) if q else 0
+            stop = max(q + 1, int(np.searchsorted(total, before + _PAIRS_AT_ONCE, side="right")))
+            query = np.repeat(np.arange(q, stop), counts[q:stop])
+            offsets = total[q:stop] - counts[q:stop] - before  # where each window's pairs start
+            position = candidates[np.arange(len(query)) + np.repeat(first[q:stop] - offsets, counts[q:stop])]
+            newest = self._next[position] >= end[query]  # the zone's next version is not in the window yet
+            queries.append(query[newest]), positions.append(position[newest])
+            q = stop
+        if not queries:
+            return np.empty(0, dtype="int64"), np.empty(0, dtype="int64")
+        return np.concatenate(queries), np.concatenate(positions)
 
     def column(self, name: str) -> np.ndarray:
         if name not in self._columns:

@@ -1,5 +1,6 @@
 """Confluence across timeframes, as known at each row's time."""
 import pandas as pd
+import pytest
 
 from common.analytics.confluence import add_confluence, higher_intervals
 
@@ -54,15 +55,19 @@ def test_the_value_area_is_the_newest_profiles_even_when_an_older_zone_changed_l
     assert out.htf_in_value_area == 0  # 101 is in old's [95, 105] but the newest profile's is [120, 130]
 
 
-def test_many_windows_read_at_once_are_each_windows_own():
+@pytest.mark.parametrize("pairs_at_once", [1 << 20, 50])  # one block, many
+def test_many_windows_read_at_once_are_each_windows_own(monkeypatch, pairs_at_once):
     import numpy as np
 
+    from common.analytics import asof
     from common.analytics.asof import ZoneVersions
 
+    monkeypatch.setattr(asof, "_PAIRS_AT_ONCE", pairs_at_once)
     rng = np.random.default_rng(5)
     n = 400
-    frame = pd.DataFrame({"zone_id": rng.integers(0, 30, n).astype(str), "known_at_ms": np.sort(rng.integers(0, 200, n)),
-                          "version": np.arange(n), "window_end_ms": rng.choice([1.0, 2.0, 3.0, np.nan], n)})
+    frame = pd.DataFrame({"zone_id": rng.integers(0, 30, n).astype(str),
+                          "known_at_ms": np.sort(rng.integers(0, 200, n)), "version": np.arange(n),
+                          "window_end_ms": rng.choice([1.0, 2.0, 3.0, np.nan], n)})
     versions = ZoneVersions(frame)
     until = rng.integers(-5, 210, 300)
     since = until - rng.integers(0, 80, 300)
