@@ -118,13 +118,13 @@ def _smc_triggers(versions: pd.DataFrame, latest_break: LatestBreak, interval_ms
                        & (versions.known_at_ms >= emit_from_ms)]
     if touched.empty:
         return touched
-    direction, breaks = [], []
-    for row in touched.itertuples(index=False):
-        # Strictly before: the touching bar's own close cannot both break and pull back.
-        bos = latest_break.as_of(row.known_at_ms - 1, params.max_break_age_bars * interval_ms)
+    direction = []
+    # Strictly before: the touching bar's own close cannot both break and pull back.
+    breaks = latest_break.as_of_many(touched.known_at_ms.to_numpy(dtype="int64") - 1,
+                                     params.max_break_age_bars * interval_ms)
+    for zone_type, bos in zip(touched.zone_type, breaks):
         wanted = None if bos is None else ("demand" if bos.direction == "bullish" else "supply")
-        direction.append((LONG if row.zone_type == "demand" else SHORT) if wanted == row.zone_type else None)
-        breaks.append(bos)
+        direction.append((LONG if zone_type == "demand" else SHORT) if wanted == zone_type else None)
     out = touched.assign(direction=direction, strategy="smc", bos=pd.Series(breaks, index=touched.index, dtype=object))
     out = out[out.direction.notna()]
     return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))

@@ -121,6 +121,15 @@ class LatestBreak:
             return None
         return n
 
+    def as_of_many(self, as_of_ms: np.ndarray, max_age_ms: int | None) -> list:
+        """`as_of` of many times at once."""
+        as_of_ms = np.asarray(as_of_ms, dtype="int64")
+        n = np.searchsorted(self.known_at_ms, as_of_ms, side="right") - 1
+        known = n >= 0
+        if max_age_ms is not None and len(self.known_at_ms):
+            known &= self.known_at_ms[np.maximum(n, 0)] >= as_of_ms - max_age_ms
+        return [self._records[i] if ok else None for i, ok in zip(n.tolist(), known.tolist())]
+
     def as_of(self, as_of_ms: int, max_age_ms: int | None):
         """The break's row (a named tuple of its columns), or None."""
         n = self.position(as_of_ms, max_age_ms)
