@@ -42,7 +42,16 @@ def section(sections, title_start):
     return next(s for s in sections if s.title.startswith(title_start))
 
 
-def test_the_monitor_shows_positions_prices_health_and_job_runs(spark, app_config, initialized_lake):
+@pytest.fixture
+def monitored_position(spark, initialized_lake):
+    """An open position with a working order, removed afterwards: the lake is shared, and the
+    position manager's reconciliation in later tests would see it as a difference."""
+    yield
+    spark.sql("DELETE FROM trading.positions_open WHERE position_id = 'mon-pos'")
+    spark.sql("DELETE FROM trading.orders WHERE order_id = 'mon-o1'")
+
+
+def test_the_monitor_shows_positions_prices_health_and_job_runs(spark, app_config, monitored_position):
     append(spark, "trading.positions_open", [{
         "position_id": "mon-pos", "signal_id": "mon-signal", "exchange": "binance", "symbol": SYMBOL,
         "interval": "15m", "direction": "long", "status": "tp1_done", "entry_price": D(100), "quantity": D(2),
