@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from common.config import INTERVAL_MS
@@ -36,6 +37,10 @@ def read_kline_file(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: missing columns {missing}")
     frame = frame[KLINE_COLUMNS].astype({"open_time_ms": "int64", "open": "float64", "high": "float64",
                                          "low": "float64", "close": "float64", "volume": "float64"})
+    bad = ~np.isfinite(frame[["open", "high", "low", "close", "volume"]].to_numpy()).all(axis=1)
+    if bad.any():  # a backtest from a file has no silver layer to quarantine them: refuse, never guess
+        raise ValueError(f"{path}: {int(bad.sum())} klines with a missing or non-finite price or volume, "
+                         f"the first opening at {int(frame.open_time_ms[bad].iloc[0])}")
     return frame.sort_values("open_time_ms").drop_duplicates("open_time_ms", keep="last").reset_index(drop=True)
 
 

@@ -87,7 +87,8 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
 
     high, low, close, open_ = (bars[c].to_numpy(dtype=float) for c in ("high", "low", "close", "open"))
     volume = bars["volume"].to_numpy(dtype=float)
-    open_ms, close_ms = bars["open_time_ms"].to_numpy(), bars["close_time_ms"].to_numpy()
+    # Whole milliseconds (zone and event ids are made of them), whatever dtype the frame came in.
+    open_ms, close_ms = bars["open_time_ms"].to_numpy(dtype="int64"), bars["close_time_ms"].to_numpy(dtype="int64")
     atr = average_true_range(high, low, close, params.atr_period)
     is_high, is_low = swing_flags(high, low, params.swing_strength)
     # The bar loop reads plain Python lists: indexing a numpy array hands out numpy scalars, whose
@@ -98,10 +99,9 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
     swing_high, swing_low = is_high.tolist(), is_low.tolist()
     profile_step = (open_ms // interval_ms) % params.profile_step_bars == 0
     profiles = _profiles_needed(high, low, volume, is_high | is_low, atr_known, profile_step, new_from, params)
-    open_prices, lows_ = open_.tolist(), low.tolist()
-    nodes, measured = _new_zone_measures(profiles, open_prices, highs, lows_, closes, atrs, swing_high, swing_low,
+    nodes, measured = _new_zone_measures(profiles, open_.tolist(), highs, lows, closes, atrs, swing_high, swing_low,
                                          profile_step, params)
-    profile_step, atr_known = profile_step.tolist(), atr_known.tolist()
+    atr_known = atr_known.tolist()
     structure = copy_state(state.structure)
     zones = list(state.zones)
     events: list[dict] = []

@@ -100,8 +100,17 @@ def measure_between(profiles: list[Profile], lows, highs) -> tuple[list[float], 
     return between, pocs
 
 
-def volume_profile(high: np.ndarray, low: np.ndarray, volume: np.ndarray, bins: int) -> Profile:
+def _finite(high, low, volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bars as float arrays; a NaN or infinite price or volume is refused: it would put its
+    bar in no bin (or another window's), and silver quarantines such klines before they get here."""
     high, low, volume = (np.asarray(x, dtype=float) for x in (high, low, volume))
+    if not (np.isfinite(high).all() and np.isfinite(low).all() and np.isfinite(volume).all()):
+        raise ValueError("volume profile: every bar's high, low and volume must be finite numbers")
+    return high, low, volume
+
+
+def volume_profile(high: np.ndarray, low: np.ndarray, volume: np.ndarray, bins: int) -> Profile:
+    high, low, volume = _finite(high, low, volume)
     top, bottom = float(high.max()), float(low.min())
     edges = _edges(bottom, top, bins)
     if top == bottom:
@@ -126,7 +135,7 @@ def volume_profiles(high: np.ndarray, low: np.ndarray, volume: np.ndarray, ends,
     `volume_profile(high[first:end + 1], ...)` with first = max(0, end - window_bars + 1), the
     same to the last bit, computed for many windows at once (a series' few thousand profiles
     cost about as much as a handful of single calls)."""
-    high, low, volume = (np.asarray(x, dtype=float) for x in (high, low, volume))
+    high, low, volume = _finite(high, low, volume)
     ends = np.asarray(ends, dtype="int64")
     profiles: list[Profile] = []
     for start in range(0, len(ends), _WINDOWS_AT_ONCE):

@@ -131,6 +131,16 @@ def test_profiles_of_many_windows_are_each_windows_own_to_the_last_bit():
             assert (batch.poc_index, batch.value_area) == (single.poc_index, single.value_area)
 
 
+def test_a_bar_without_a_finite_high_low_or_volume_is_refused_not_binned():
+    high, low, volume = np.array([2.0, np.nan, 3.0]), np.array([1.0, 1.0, 2.0]), np.ones(3)
+    with pytest.raises(ValueError, match="must be finite"):
+        volume_profile(high, low, volume, 10)
+    with pytest.raises(ValueError, match="must be finite"):  # else it lands in an earlier window's bins
+        volume_profiles(high, low, volume, [0, 1, 2], 2, 10)
+    with pytest.raises(ValueError, match="must be finite"):
+        volume_profile(np.array([2.0]), np.array([1.0]), np.array([np.inf]), 10)
+
+
 def test_ranges_measured_together_are_each_ones_own_to_the_last_bit():
     rng = np.random.default_rng(4)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.004, 600)))

@@ -63,3 +63,12 @@ def test_the_sample_series_is_complete_and_checked():
     assert len(frame) == SAMPLE_ROWS
     assert frame["open_time_ms"].diff().dropna().eq(60_000).all()
     assert len(resample_klines(frame, "1m", "4h")) == SAMPLE_ROWS // 240
+
+
+def test_a_kline_without_a_finite_price_or_volume_is_refused_with_its_time(tmp_path):
+    path = tmp_path / "k.csv"
+    path.write_text("open_time_ms,open,high,low,close,volume\n60000,1,2,0.5,1.5,4\n120000,1,,0.5,1.5,4\n"
+                    "180000,1,2,0.5,1.5,inf\n")
+    with pytest.raises(ValueError, match="2 klines with a missing or non-finite price or volume, the first "
+                                         "opening at 120000"):
+        read_kline_file(path)
