@@ -114,7 +114,7 @@ def _bar_open(known_at_ms: pd.Series, interval_ms: int) -> pd.Series:
 
 def _smc_triggers(versions: pd.DataFrame, latest_break: LatestBreak, interval_ms: int, params: ScanParams,
                   emit_from_ms: int) -> pd.DataFrame:
-    touched = versions[versions.touched_now.fillna(False).astype(bool) & (versions.status == "active")
+    touched = versions[_flag(versions.touched_now) & (versions.status == "active")
                        & (versions.known_at_ms >= emit_from_ms)]
     if touched.empty:
         return touched
@@ -131,7 +131,7 @@ def _smc_triggers(versions: pd.DataFrame, latest_break: LatestBreak, interval_ms
 
 
 def _liquidity_triggers(versions: pd.DataFrame, interval_ms: int, emit_from_ms: int) -> pd.DataFrame:
-    swept = versions[versions.is_liquidity_pool.astype(bool) & versions.swept_now.fillna(False).astype(bool)
+    swept = versions[versions.is_liquidity_pool.astype(bool) & _flag(versions.swept_now)
                      & (versions.status == "active") & (versions.known_at_ms >= emit_from_ms)]
     out = swept.assign(direction=np.where(swept.zone_type == "demand", LONG, SHORT), strategy="liquidity", bos=None)
     return out.assign(trigger_bar_time_ms=_bar_open(out.known_at_ms, interval_ms))
@@ -187,6 +187,12 @@ def _confluence(signals: pd.DataFrame, interval: str, intervals: list[str], htf_
                           {h: htf_zones.get(h, _no_zones()) for h in higher},
                           lookback_ms={h: lookback_bars * INTERVAL_MS[h] for h in higher})
     return rows.assign(htf_count=len(higher)).drop(columns=["zone_type", "poc_price"])
+
+
+def _flag(column: pd.Series) -> pd.Series:
+    """A flag column as plain booleans, a missing value as False (through pandas' nullable boolean,
+    which fills without the object-dtype downcast pandas warns about)."""
+    return column.astype("boolean").fillna(False).astype(bool)
 
 
 def _no_events() -> pd.DataFrame:
