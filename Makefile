@@ -158,6 +158,8 @@ bench: setup
 	$(PY) bench/analytics_incremental.py
 	$(PY) bench/backtest_speed.py
 	$(PY) bench/backtest_speed.py --grid
+	$(PY) bench/backtest_symbol_speed.py
+	$(PY) bench/latency.py
 
 # A wheel and a zip of the code for spark-submit --py-files, and the --jars list (dist/spark-jars.txt).
 dist: setup
