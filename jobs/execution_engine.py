@@ -79,11 +79,14 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
                          f"signals' symbols (none found): add 1m to [exchanges] intervals")
         return result
     equity = gateway.equity()
-    open_positions = read_table(spark, config, "trading.positions_open").collect()
+    # The limits are the account's: paper positions take no room on the testnet's, nor the other way round.
+    open_positions = (read_table(spark, config, "trading.positions_open")
+                      .where((F.col("exchange") == gateway.name) & (F.col("mode") == gateway.mode)).collect())
     pending_entries = [o for o in read_orders(spark, config, "leg = 'entry' AND status IN ('new', 'unknown', 'open')")
                        if o.filled == 0]
-    busy = Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in pending_entries)
-    own_entry = {o.signal_id for o in pending_entries}  # sent (or meant to be) by an earlier run
+    own_entry = {o.signal_id for o in pending_entries}  # sent (or meant to be) by an earlier run, in any mode
+    account_entries = [o for o in pending_entries if (o.exchange, o.mode) == (gateway.name, gateway.mode)]
+    busy = Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in account_entries)
     open_notional = sum((Decimal(p.remaining_quantity) * Decimal(p.entry_price) for p in open_positions), Decimal(0))
     loss_today = _realised_today(spark, config, gateway.mode, max(clocks.values()))
     if loss_today <= -equity * Decimal(str(trading.daily_loss_limit_pct)) / 100:

@@ -28,6 +28,7 @@ def trading_on_this_symbol(spark, initialized_lake):
         set_param(name, before[name])
 
 
+@pytest.mark.timeout(1200)  # ten days of the sample through the stream, then a day traded: 6-8 minutes here
 def test_paper_trading_and_the_backtest_close_the_same_trades(spark, pipeline_env, trading_on_this_symbol, tmp_path):
     env = {**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "binance", "CRYPTOBOT_EXCHANGES__SYMBOLS": SYMBOL,
            "CRYPTOBOT_EXCHANGES__INTERVALS": "1m,15m,1h,4h", "CRYPTOBOT_STREAMING__TRADING_JOBS": "off",

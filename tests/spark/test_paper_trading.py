@@ -16,6 +16,7 @@ from common.trading_config import read_trading_config
 from tests.spark.rows import append
 
 SYMBOL = "PAPUSDT"  # this test's own: the lake is shared
+MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "GHOSTUSDT", "OTHERUSDT")
 SIGNAL = "paper-signal-1"
 H, M = 3_600_000, 60_000
 T0 = 1_786_924_800_000  # 2026-08-17 00:00 UTC
@@ -35,6 +36,10 @@ def trading_symbol(spark, initialized_lake):
     yield set_param
     set_param("trading_symbols", '["BTCUSDT", "ETHUSDT"]')
     set_param("trading_enabled", "true")
+    # The lake is shared: a position or working order left here would take room (positions,
+    # exposure) from a later test's trades and be managed by its position manager.
+    for table in ("trading.positions_open", "trading.orders"):
+        spark.sql(f"DELETE FROM {table} WHERE symbol IN ({', '.join(repr(s) for s in MODULE_SYMBOLS)})")
 
 
 def minute(n, o, h, l, start_ms=T0):
