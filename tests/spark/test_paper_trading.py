@@ -16,7 +16,7 @@ from common.trading_config import read_trading_config
 from tests.spark.rows import append
 
 SYMBOL = "PAPUSDT"  # this test's own: the lake is shared
-MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "GHOSTUSDT", "OTHERUSDT")
+MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "PAPCUSDT", "GHOSTUSDT", "OTHERUSDT", "TESTNUSDT")
 SIGNAL = "paper-signal-1"
 H, M = 3_600_000, 60_000
 T0 = 1_786_924_800_000  # 2026-08-17 00:00 UTC
@@ -197,3 +197,27 @@ def test_the_manager_records_what_the_exchange_holds_that_we_do_not_track(spark,
         assert spark.table("trading.audit_log").count() == before
     finally:
         spark.sql("DELETE FROM trading.positions_open WHERE position_id = 'paper-phantom'")
+
+
+def test_the_limits_are_the_accounts_a_testnet_position_takes_no_room_on_paper(spark, config, trading_symbol):
+    symbol, day = "PAPCUSDT", T0 + 3 * 86_400_000
+    trading_symbol("trading_symbols", f'["{symbol}"]')
+    paper = "exchange = 'binance' AND mode = 'paper'"
+    paper_busy = (spark.table("trading.positions_open").where(paper).count() + spark.table("trading.orders").where(
+        f"{paper} AND leg = 'entry' AND status IN ('new', 'unknown', 'open') AND filled = 0").count())
+    trading_symbol("max_open_positions", str(paper_busy + 1))  # room for one more on paper, none with the testnet's
+    append(spark, "trading.positions_open", [{
+        "position_id": "testnet-open", "signal_id": "testnet-open", "exchange": "binance", "symbol": "TESTNUSDT",
+        "direction": "long", "status": "open", "entry_price": D(100), "quantity": D(500), "remaining_quantity": D(500),
+        "sl_price": D(90), "tp1_hit": False, "sl_at_breakeven": False, "mode": "testnet"}])  # 5x the paper equity
+    append(spark, "gold.signals_all", [{
+        "signal_id": "paper-signal-4", "strategy": "smc", "exchange": "binance", "symbol": symbol, "interval": "1h",
+        "direction": "long", "status": "confirmed", "trigger_bar_time_ms": day, "known_at_ms": day + H - 1,
+        "entry_price": 100.0, "sl_price": 98.0, "tp1_price": 104.0, "tp2_price": 108.0}])
+    append(spark, "silver.unified_klines", [{**minute(n, 101, 101.5, 100.5, day), "symbol": symbol} for n in (60, 61)])
+    try:
+        assert execution_engine.run(spark, config).placed == 1  # neither the position count nor the exposure
+        entry = spark.table("trading.orders").where("signal_id = 'paper-signal-4'").first()
+        assert (entry.mode, entry.status, entry.leg) == ("paper", "open", "entry")
+    finally:
+        trading_symbol("max_open_positions", "3")
