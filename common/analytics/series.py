@@ -178,20 +178,18 @@ def _new_zone_measures(profiles: dict, opens, highs, lows, closes, atrs, swing_h
     keys, ranges, nodes = [], [], {}
     for t, profile in profiles.items():
         i = t - params.swing_strength  # the bar whose swing bar t confirms
-        if i >= 0 and swing_low[i]:  # a demand zone from its low to the bottom of its body
-            keys.append((t, "low"))
-            ranges.append((profile, *zone_bounds(DEMAND, lows[i], min(opens[i], closes[i]), atrs[t])[:2]))
-        if i >= 0 and swing_high[i]:
-            keys.append((t, "high"))
-            ranges.append((profile, *zone_bounds(SUPPLY, max(opens[i], closes[i]), highs[i], atrs[t])[:2]))
+        for kind, zone_type, is_swing in (("low", DEMAND, swing_low), ("high", SUPPLY, swing_high)):
+            if i >= 0 and is_swing[i]:
+                keys.append((t, kind))
+                ranges.append((profile, *zone_bounds(zone_type, *_swing_body(zone_type, i, opens, highs, lows,
+                                                                             closes), atrs[t])[:2]))
         if profile_step[t] and t + 1 >= params.profile_window_bars:
             nodes[t] = high_volume_nodes(profile)
             for node in nodes[t]:
-                low, high = float(profile.edges[node]), float(profile.edges[node + 1])
-                if not low <= closes[t] <= high:  # else no zone (see _add_volume_zones)
+                node_zone = _node_zone(profile, node, closes[t])
+                if node_zone is not None:
                     keys.append((t, node))
-                    ranges.append((profile, *zone_bounds(DEMAND if high < closes[t] else SUPPLY, low, high,
-                                                         atrs[t])[:2]))
+                    ranges.append((profile, *zone_bounds(*node_zone, atrs[t])[:2]))
     volumes, pocs = measure_between(*zip(*ranges)) if ranges else ([], [])
     return nodes, dict(zip(keys, zip(volumes, pocs)))
 
@@ -203,10 +201,7 @@ def _add_swing_zone(zones, versions, swing: Swing, bars: tuple[np.ndarray, ...],
     zone_type = DEMAND if swing.kind == "low" else SUPPLY
     open_ms, open_, high_, low_, close_ = bars
     i = int(np.searchsorted(open_ms, swing.time_ms))
-    if zone_type == DEMAND:
-        low, high = float(low_[i]), float(min(open_[i], close_[i]))
-    else:
-        low, high = float(max(open_[i], close_[i])), float(high_[i])
+    low, high = _swing_body(zone_type, i, open_, high_, low_, close_)
     for n, zone in enumerate(zones):
         if (zone.zone_type == zone_type and zone.source == "swing"
                 and abs(zone.level - swing.level) <= params.cluster_atr * atr):
@@ -223,10 +218,10 @@ def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms,
                       nodes, measured):
     """nodes: the profile's high-volume nodes; measured: {(bar, node): the node's zone's (volume, POC)}."""
     for node in nodes:
-        low, high = float(profile.edges[node]), float(profile.edges[node + 1])
-        if low <= close <= high:
-            continue  # price is in it: neither below (demand) nor above (supply)
-        zone_type = DEMAND if high < close else SUPPLY
+        node_zone = _node_zone(profile, node, close)
+        if node_zone is None:
+            continue
+        zone_type, low, high = node_zone
         if any(z.zone_type == zone_type and z.zone_low <= high and low <= z.zone_high for z in zones):
             continue
         zone = new_zone(zone_type, "volume", low, high, (low + high) / 2, profile, window, atr, known_at,
@@ -234,6 +229,23 @@ def _add_volume_zones(zones, versions, profile, window, close, atr, bar_time_ms,
         zone = _write(versions, zone, known_at, interval_ms, atr)
         zones = zones + [zone]
     return zones
+
+
+def _swing_body(zone_type: str, i: int, opens, highs, lows, closes) -> tuple[float, float]:
+    """A swing bar's zone before padding: from its low to the bottom of its body (demand), or
+    from the top of its body to its high (supply). Shared by the zone and its early measure."""
+    if zone_type == DEMAND:
+        return float(lows[i]), float(min(opens[i], closes[i]))
+    return float(max(opens[i], closes[i])), float(highs[i])
+
+
+def _node_zone(profile, node: int, close: float) -> tuple[str, float, float] | None:
+    """(zone type, low, high) of a high-volume node's zone: demand below the close, supply above;
+    None when the close is inside the node (neither)."""
+    low, high = float(profile.edges[node]), float(profile.edges[node + 1])
+    if low <= close <= high:
+        return None
+    return (DEMAND if high < close else SUPPLY), low, high
 
 
 def _expire_oldest(zones, versions, limit: int, known_at: int, interval_ms: int, atr: float):
