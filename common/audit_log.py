@@ -17,3 +17,12 @@ def append_audit(spark: SparkSession, config: AppConfig, audit: DataFrame) -> No
     target = DeltaTable.forPath(spark, location_of(config, "trading.audit_log"))
     (target.alias("t").merge(audit.alias("s"), "t.event_id = s.event_id")
      .whenNotMatchedInsertAll().execute())
+
+
+def append_applied_moves(spark: SparkSession, config: AppConfig, audit: DataFrame) -> None:
+    """Append the audit rows of status moves the caller's conditional MERGE has just made (only
+    where the row still had its old status). A move (entity, from, to) happens once: the status
+    graph has no cycle and only the writer that moved the row audits it, so the rows are new and
+    a plain append (one write) replaces the MERGE on event_id (a join and a rewrite, seconds on
+    every scorer step)."""
+    audit.write.format("delta").mode("append").save(location_of(config, "trading.audit_log"))

@@ -37,7 +37,7 @@ MINUTE_MS = 60_000
 
 @dataclass
 class ReplayReport:
-    steps: int = 0
+    steps: int = 0  # position manager turns
     signals_scored: int = 0
     entries_placed: int = 0
     seconds: float = 0.0
@@ -60,7 +60,7 @@ class ReplayReport:
         return all(problem is None for problem in self.checks.values())
 
     def describe(self) -> str:
-        lines = [f"paper replay: {self.steps} steps in {self.seconds:.0f} s, {self.signals_scored} signal scorings, "
+        lines = [f"paper replay: {self.steps} manager turns in {self.seconds:.0f} s, {self.signals_scored} signal scorings, "
                  f"{self.entries_placed} entries placed, {self.positions_closed} positions closed, "
                  f"net P&L {self.net_pnl:.2f}, paper equity {self.equity:.2f}"]
         lines += [f"  {'ok  ' if problem is None else 'FAIL'} {check}" + (f": {problem}" if problem else "")
@@ -82,8 +82,8 @@ def run(spark: SparkSession, config: AppConfig, step_minutes: int = 15, days: fl
     report.traded_from_ms = None if days is None else end_ms - int(days * 86_400_000)
     signal_times = _signal_times(spark, config, trading, report.traded_from_ms)
     step_ms = step_minutes * MINUTE_MS
-    now_ms, busy = None, False
-    for known_at in signal_times + [end_ms]:
+    now_ms, busy = None, _anything_open(spark, config, trading)
+    for done, known_at in enumerate(signal_times + [end_ms]):
         # Manager turns while something is open, up to the next signal.
         while busy and now_ms is not None and now_ms + step_ms < known_at:
             now_ms += step_ms
@@ -91,12 +91,16 @@ def run(spark: SparkSession, config: AppConfig, step_minutes: int = 15, days: fl
         now_ms = known_at
         scored = statistical_scorer.run(spark, config, as_of_ms=now_ms)
         report.signals_scored += scored.scored
-        if any(move.endswith("->confirmed") for move in scored.moves):
+        executed = any(move.endswith("->confirmed") for move in scored.moves)
+        if executed:
             report.entries_placed += execution_engine.run(spark, config, gateway, as_of_ms=now_ms).placed
-        busy = _manage(spark, config, gateway, trading, now_ms, report)
-        if report.steps % 50 == 0:
-            log.info("event=paper_replay_progress step=%d of_signal_times=%d now_ms=%d", report.steps,
-                     len(signal_times), now_ms)
+        # With nothing open and no entry tried the manager has nothing to look after: its turn
+        # (a few seconds of Spark reads) is skipped, as most signal times confirm nothing.
+        if busy or executed or known_at == end_ms:
+            busy = _manage(spark, config, gateway, trading, now_ms, report)
+        if done % 20 == 0:
+            log.info("event=paper_replay_progress signal_times=%d of=%d manager_turns=%d now_ms=%d", done,
+                     len(signal_times), report.steps, now_ms)
     report.seconds = time.monotonic() - started
     _check_books(spark, config, gateway, trading, report)
     return report
@@ -106,6 +110,11 @@ def _manage(spark, config, gateway, trading, now_ms: int, report: ReplayReport) 
     """One manager turn as of now; whether an order or a position of ours is still open after it."""
     report.steps += 1
     position_manager.run(spark, config, gateway, as_of_ms=now_ms)
+    return _anything_open(spark, config, trading)
+
+
+def _anything_open(spark, config, trading) -> bool:
+    """Whether an order or a paper position of the traded symbols is open."""
     symbols = _in(trading.trading_symbols)
     return bool(read_orders(spark, config, f"status IN ('new', 'unknown', 'open') AND symbol IN {symbols}")) or bool(
         read_table(spark, config, "trading.positions_open")

@@ -8,8 +8,9 @@ trigger (has price already reached the stop or TP1?). The maths is common/scorin
 status change is checked against the transition table and written to gold.signals_all only
 where the signal still has the status it was read with, so a concurrent move (the execution
 engine) is never overwritten; then each move that took effect is appended to
-trading.audit_log (idempotent by event id). A crash between the two leaves a move without
-its audit line: the status itself is never recorded wrongly.
+trading.audit_log (appended: only this run made those moves, and a move happens once). A
+crash between the two leaves a move without its audit line: the status itself is never
+recorded wrongly.
 
 `--calibrate` measures outcomes (backtest trades, closed positions) per component and bucket
 into gold.scorer_calibration; scoring then uses the newest calibration. `--report` prints the
@@ -64,13 +65,12 @@ def run(spark: SparkSession, config: AppConfig, as_of_ms: int | None = None) -> 
     signals, bars and zone versions known by then are read. None = everything there is."""
     trading = read_trading_config(spark)
     calibration = latest_calibration(spark, config)
-    open_signals = read_table(spark, config, "gold.signals_all").where(F.col("status").isin(*OPEN_FOR_SCORING))
-    open_signals = open_signals.where(known_by("known_at_ms", as_of_ms))
-    signals = open_signals.toPandas()
+    signals = (read_table(spark, config, "gold.signals_all")
+               .where(F.col("status").isin(*OPEN_FOR_SCORING) & known_by("known_at_ms", as_of_ms)).toPandas())
     if signals.empty:
         return ScoringResult(calibration_version=calibration.version)
-    since = _bars_since_trigger(spark, config, open_signals, as_of_ms).toPandas()
-    zones = _latest_zone_versions(spark, config, open_signals, as_of_ms).toPandas()
+    since = _bars_since_trigger(spark, config, signals, as_of_ms).toPandas()
+    zones = _latest_zone_versions(spark, config, signals, as_of_ms).toPandas()
     sentiment = _sentiment(spark, config, signals).toPandas()
     scored = score_signals(signals, since, zones, sentiment, trading, calibration, config)
     result = ScoringResult(scored=len(scored), calibration_version=calibration.version)
@@ -83,14 +83,18 @@ def run(spark: SparkSession, config: AppConfig, as_of_ms: int | None = None) -> 
     return result
 
 
-def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: DataFrame,
+def _bars_since_trigger(spark: SparkSession, config: AppConfig, signals: pd.DataFrame,
                         as_of_ms: int | None = None) -> DataFrame:
-    """Per signal: the closed bars of its series after the trigger bar (high, low, the last close)."""
-    keys = open_signals.select("signal_id", "exchange", "symbol", "interval", "trigger_bar_time_ms")
-    first = keys.agg(F.min("trigger_bar_time_ms")).first()[0]
-    symbols = [r.symbol for r in keys.select("symbol").distinct().collect()]
+    """Per signal: the closed bars of its series after the trigger bar (high, low, the last close).
+    The signals travel from the driver (already read): each Spark action costs a scorer step
+    about half a second, whatever its size."""
+    columns = ["signal_id", "exchange", "symbol", "interval", "trigger_bar_time_ms"]
+    keys = spark.createDataFrame(signals[columns].astype({"trigger_bar_time_ms": "int64"}),
+                                 "signal_id string, exchange string, symbol string, interval string, "
+                                 "trigger_bar_time_ms bigint")
     klines = (read_table(spark, config, "silver.unified_klines")
-              .where(F.col("symbol").isin(symbols) & (F.col("open_time_ms") > F.lit(first))
+              .where(F.col("symbol").isin(sorted(signals.symbol.unique()))
+                     & (F.col("open_time_ms") > F.lit(int(signals.trigger_bar_time_ms.min())))
                      & known_by("close_time_ms", as_of_ms))
               .select("exchange", "symbol", "interval", "open_time_ms", "close_time_ms", "high", "low"))
     return (F.broadcast(keys).join(klines, ["exchange", "symbol", "interval"])
@@ -99,14 +103,14 @@ def _bars_since_trigger(spark: SparkSession, config: AppConfig, open_signals: Da
                                       F.min("low").alias("min_low"), F.max("close_time_ms").alias("last_close_ms")))
 
 
-def _latest_zone_versions(spark: SparkSession, config: AppConfig, open_signals: DataFrame,
+def _latest_zone_versions(spark: SparkSession, config: AppConfig, signals: pd.DataFrame,
                           as_of_ms: int | None = None) -> DataFrame:
     from pyspark.sql import Window
 
-    zone_ids = open_signals.select("zone_id").distinct()
+    zone_ids = sorted(signals.zone_id.dropna().unique())
     latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc(), F.col("version").desc())
-    return (read_table(spark, config, "gold.liquidity_zones").join(F.broadcast(zone_ids), "zone_id")
-            .where(known_by("known_at_ms", as_of_ms))
+    return (read_table(spark, config, "gold.liquidity_zones")
+            .where(F.col("zone_id").isin(zone_ids) & known_by("known_at_ms", as_of_ms))
             .withColumn("n", F.row_number().over(latest)).where("n = 1")
             .select("zone_id", "status", "quality", "touches", "rejections", "breaks", "known_at_ms"))
 
@@ -121,26 +125,30 @@ def _sentiment(spark: SparkSession, config: AppConfig, signals: pd.DataFrame) ->
 def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: pd.DataFrame) -> None:
     from delta.tables import DeltaTable
 
-    from common.audit_log import append_audit
+    from common.audit_log import append_applied_moves
 
     updates = spark.createDataFrame(scored, _updates_schema())
     target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
     values = {c: f"s.{c}" for c in _UPDATE_COLUMNS}
-    (target.alias("t").merge(updates.alias("s"), "t.signal_id = s.signal_id AND t.status = s.previous_status")
-     .whenMatchedUpdate(set={**values, "scored_at": "current_timestamp()", "updated_at": "current_timestamp()"})
-     .execute())
+    merged = (target.alias("t").merge(updates.alias("s"), "t.signal_id = s.signal_id AND t.status = s.previous_status")
+              .whenMatchedUpdate(set={**values, "scored_at": "current_timestamp()",
+                                      "updated_at": "current_timestamp()"})
+              .execute().first())
     if moved.empty:
         return
-    # Only the moves that took effect: a signal moved meanwhile by someone else kept its status.
-    mark = ["signal_id", "status", "scored_as_of_ms", "calibration_version"]
-    stored = (read_table(spark, config, "gold.signals_all").where(F.col("signal_id").isin(list(moved.signal_id)))
-              .select(*mark).toPandas())
-    applied = moved.merge(stored, on=mark)
+    applied = moved
+    if merged is None or merged.num_updated_rows != len(scored):
+        # Not every row matched: a signal moved meanwhile by someone else kept its status, and
+        # only the moves that took effect are audited.
+        mark = ["signal_id", "status", "scored_as_of_ms", "calibration_version"]
+        stored = (read_table(spark, config, "gold.signals_all").where(F.col("signal_id").isin(list(moved.signal_id)))
+                  .select(*mark).toPandas())
+        applied = moved.merge(stored, on=mark)
     if applied.empty:
         return
     audit = spark.createDataFrame(applied[["signal_id", "previous_status", "status", "status_reason", "score"]]
                                   .astype({"score": float}))
-    append_audit(spark, config, audit.select(
+    append_applied_moves(spark, config, audit.select(
         F.sha2(F.concat_ws("|", "signal_id", "previous_status", "status"), 256).alias("event_id"),
         F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
         F.col("previous_status").alias("from_status"), F.col("status").alias("to_status"),
@@ -159,11 +167,11 @@ def _updates_schema() -> str:
 # -- calibration ------------------------------------------------------------------------------
 
 def latest_calibration(spark: SparkSession, config: AppConfig) -> Calibration:
-    rows = read_table(spark, config, "gold.scorer_calibration")
-    newest = rows.orderBy(F.col("created_at").desc()).select("calibration_version").limit(1).collect()
-    if not newest:
+    rows = read_table(spark, config, "gold.scorer_calibration").toPandas()  # small: one read, not two
+    if rows.empty:
         return DEFAULT_CALIBRATION
-    return calibration_from_rows(rows.where(F.col("calibration_version") == newest[0][0]).toPandas())
+    newest = rows.sort_values("created_at").calibration_version.iloc[-1]
+    return calibration_from_rows(rows[rows.calibration_version == newest])
 
 
 def measured_trades(spark: SparkSession, config: AppConfig) -> pd.DataFrame:
