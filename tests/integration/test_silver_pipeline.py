@@ -13,7 +13,6 @@ from kafka import KafkaProducer
 
 from common.config import load_config
 from streaming.app import run_stream
-from streaming.kline_files import read_kline_file
 from streaming.replay import replay_file
 from streaming.sample_data import SAMPLE_ROWS, SAMPLE_SOURCE, sample_path
 
@@ -82,16 +81,11 @@ def test_every_message_ends_up_in_exactly_one_place(spark, pipeline_env):
 
 
 def test_streaming_app_killed_midway_leaves_no_duplicate_and_no_missing_key(spark, pipeline_env, tmp_path):
-    # Two days of the sample in batches of 800: the kill lands after a few batches, the restart
-    # has a few left (each batch costs its stages seconds whatever its size).
-    env = env_for(pipeline_env, "SOLUSDT", streaming__max_offsets_per_trigger="800",
+    env = env_for(pipeline_env, "SOLUSDT", streaming__max_offsets_per_trigger="3000",
                   streaming__trigger_interval_seconds="1")
     config = load_config(env=env)
-    minutes = 2 * 1440
-    part = tmp_path / "two_days.csv"
-    read_kline_file(sample_path()).head(minutes).to_csv(part, index=False)
-    klines = minutes + minutes // 15 + minutes // 60 + minutes // 240
-    replay_file(config, part, exchange="binance", symbol="SOLUSDT", derive=["15m", "1h", "4h"], source=SAMPLE_SOURCE)
+    replay_file(config, sample_path(), exchange="binance", symbol="SOLUSDT", derive=["15m", "1h", "4h"],
+                source=SAMPLE_SOURCE)
 
     def silver_rows():
         return spark.table("silver.binance_klines").where("symbol = 'SOLUSDT'").count()
@@ -101,19 +95,19 @@ def test_streaming_app_killed_midway_leaves_no_duplicate_and_no_missing_key(spar
                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and silver_rows() < 800:
+        while time.monotonic() < deadline and silver_rows() < 3000:
             assert app.poll() is None, (tmp_path / "stream.log").read_text()[-3000:]
             time.sleep(1)
     finally:
         os.killpg(app.pid, signal.SIGKILL)
         app.wait(30)
-    assert 0 < silver_rows() < klines, "the kill came too late to test anything"
+    assert 0 < silver_rows() < SAMPLE_KLINES, "the kill came too late to test anything"
 
     restart = subprocess.run([CRYPTOBOT, "stream", "--available-now", "--until", "unified"], env=env,
                              capture_output=True, text=True, timeout=600)
     assert restart.returncode == 0, restart.stderr[-3000:]
     for table in ("silver.binance_klines", "silver.unified_klines"):
         rows = spark.table(table).where("exchange = 'binance' AND symbol = 'SOLUSDT'")
-        assert rows.count() == klines, table
-        assert rows.select("interval", "open_time_ms").distinct().count() == klines, table
-    assert spark.table("silver.consolidated_klines").where("symbol = 'SOLUSDT'").count() == klines
+        assert rows.count() == SAMPLE_KLINES, table
+        assert rows.select("interval", "open_time_ms").distinct().count() == SAMPLE_KLINES, table
+    assert spark.table("silver.consolidated_klines").where("symbol = 'SOLUSDT'").count() == SAMPLE_KLINES

@@ -146,3 +146,30 @@ def test_calibration_from_backtest_trades_is_stored_once_and_used(spark, config)
         spark.sql("DELETE FROM gold.backtest_trades WHERE run_id LIKE 'sig-calibration%'")
         spark.sql("DELETE FROM gold.scorer_calibration")
     assert statistical_scorer.latest_calibration(spark, config).version == "default"
+
+
+def test_a_signal_moved_meanwhile_keeps_its_status_and_only_the_moves_made_are_audited(spark, config):
+    """The scorer read two signals as pending; before it wrote, another job moved one of them
+    (confirmed -> executed here). Its MERGE moves only the other, and audits only that move."""
+    import pandas as pd
+
+    ids = ["sig-race-moved", "sig-race-free"]
+    append(spark, "gold.signals_all", [
+        {"signal_id": ids[0], "strategy": "smc", "exchange": "binance", "symbol": "RACEUSDT", "interval": "1h",
+         "direction": "long", "status": "executed", "trigger_bar_time_ms": T0, "known_at_ms": T0 + H - 1},
+        {"signal_id": ids[1], "strategy": "smc", "exchange": "binance", "symbol": "RACEUSDT", "interval": "1h",
+         "direction": "long", "status": "pending", "trigger_bar_time_ms": T0, "known_at_ms": T0 + H - 1}])
+    scored = pd.DataFrame([{
+        "signal_id": signal_id, "previous_status": "pending", "status": "rejected", "status_reason": "score too low",
+        "sl_price": 99.0, "tp1_price": 102.0, "tp2_price": 104.0, "rr_tp1": 2.0, "rr_tp2": 4.0, "score": 20.0,
+        **{f"score_{c}": 20.0 for c in COMPONENTS}, "sentiment_score": 0.0, "scored_as_of_ms": T0 + 2 * H - 1,
+        "calibration_version": "default"} for signal_id in ids])
+
+    statistical_scorer._write(spark, config, scored, scored)
+
+    stored = {r.signal_id: r.status for r in spark.table("gold.signals_all").where(F.col("signal_id").isin(ids))
+              .collect()}
+    assert stored == {ids[0]: "executed", ids[1]: "rejected"}
+    audited = [(r.entity_id, r.from_status, r.to_status) for r in spark.table("trading.audit_log")
+               .where(F.col("entity_id").isin(ids)).collect()]
+    assert audited == [(ids[1], "pending", "rejected")]
