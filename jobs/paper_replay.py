@@ -60,9 +60,9 @@ class ReplayReport:
         return all(problem is None for problem in self.checks.values())
 
     def describe(self) -> str:
-        lines = [f"paper replay: {self.steps} manager turns in {self.seconds:.0f} s, {self.signals_scored} signal scorings, "
-                 f"{self.entries_placed} entries placed, {self.positions_closed} positions closed, "
-                 f"net P&L {self.net_pnl:.2f}, paper equity {self.equity:.2f}"]
+        lines = [f"paper replay: {self.steps} manager turns in {self.seconds:.0f} s, "
+                 f"{self.signals_scored} signal scorings, {self.entries_placed} entries placed, "
+                 f"{self.positions_closed} positions closed, net P&L {self.net_pnl:.2f}, paper equity {self.equity:.2f}"]
         lines += [f"  {'ok  ' if problem is None else 'FAIL'} {check}" + (f": {problem}" if problem else "")
                   for check, problem in self.checks.items()]
         return "\n".join(lines)
