@@ -62,7 +62,8 @@ class ReplayReport:
     def describe(self) -> str:
         lines = [f"paper replay: {self.steps} manager turns in {self.seconds:.0f} s, "
                  f"{self.signals_scored} signal scorings, {self.entries_placed} entries placed, "
-                 f"{self.positions_closed} positions closed, net P&L {self.net_pnl:.2f}, paper equity {self.equity:.2f}"]
+                 f"{self.positions_closed} positions closed, net P&L {self.net_pnl:.2f}, "
+                 f"paper equity {self.equity:.2f}"]
         lines += [f"  {'ok  ' if problem is None else 'FAIL'} {check}" + (f": {problem}" if problem else "")
                   for check, problem in self.checks.items()]
         return "\n".join(lines)
