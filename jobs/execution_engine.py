@@ -31,7 +31,8 @@ from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderReq
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import read_trading_config
 from jobs.trading_store import (
-    build_gateway, intent_row, latest_minute_closes, move_signals, read_orders, with_snapshot, write_orders,
+    ACTIVE_ORDERS, build_gateway, intent_row, latest_minute_closes, move_signals, read_orders, with_snapshot,
+    write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     # The limits are the account's: paper positions take no room on the testnet's, nor the other way round.
     open_positions = (read_table(spark, config, "trading.positions_open")
                       .where((F.col("exchange") == gateway.name) & (F.col("mode") == gateway.mode)).collect())
-    pending_entries = [o for o in read_orders(spark, config, "leg = 'entry' AND status IN ('new', 'unknown', 'open')")
+    pending_entries = [o for o in read_orders(spark, config, f"leg = 'entry' AND {ACTIVE_ORDERS}")
                        if o.filled == 0]
     own_entry = {o.signal_id for o in pending_entries}  # sent (or meant to be) by an earlier run, in any mode
     account_entries = [o for o in pending_entries if (o.exchange, o.mode) == (gateway.name, gateway.mode)]

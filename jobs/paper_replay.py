@@ -29,7 +29,7 @@ from common.catalog import read_table
 from common.config import AppConfig, ConfigError
 from common.trading_config import read_trading_config
 from jobs import execution_engine, position_manager, statistical_scorer
-from jobs.trading_store import build_gateway, latest_minute_closes, read_orders
+from jobs.trading_store import ACTIVE_ORDERS, build_gateway, latest_minute_closes, read_orders
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
@@ -117,7 +117,7 @@ def _manage(spark, config, gateway, trading, now_ms: int, report: ReplayReport) 
 def _anything_open(spark, config, trading) -> bool:
     """Whether an order or a paper position of the traded symbols is open."""
     symbols = _in(trading.trading_symbols)
-    return bool(read_orders(spark, config, f"status IN ('new', 'unknown', 'open') AND symbol IN {symbols}")) or bool(
+    return bool(read_orders(spark, config, f"{ACTIVE_ORDERS} AND symbol IN {symbols}")) or bool(
         read_table(spark, config, "trading.positions_open")
         .where((F.col("mode") == "paper") & F.col("symbol").isin(list(trading.trading_symbols))).limit(1).collect())
 

@@ -36,7 +36,7 @@ from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, r
 from common.trade.sizing import round_price, round_stop
 from common.trading_config import read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, OrderRow, _ts, audit, build_gateway, costs_of, intent_row,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, build_gateway, costs_of, intent_row,
     read_orders, with_snapshot, write_orders,
 )
 
@@ -61,7 +61,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     trading = read_trading_config(spark)
     gateway = gateway or build_gateway(config, trading)
     result = ManagerResult()
-    active = read_orders(spark, config, "status IN ('new', 'unknown', 'open')")
+    active = read_orders(spark, config, ACTIVE_ORDERS)
     open_positions = read_table(spark, config, "trading.positions_open").collect()
     signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in open_positions})
     if not signal_ids:
@@ -94,7 +94,7 @@ def _check_against_exchange(spark, config, gateway, trading, result: ManagerResu
     recorded in the audit log (once per difference), never "fixed" blind: a person decides."""
     positions = (read_table(spark, config, "trading.positions_open")
                  .where((F.col("exchange") == gateway.name) & (F.col("mode") == gateway.mode)).collect())
-    ours = {o.client_order_id for o in read_orders(spark, config, "status IN ('new', 'unknown', 'open')")}
+    ours = {o.client_order_id for o in read_orders(spark, config, ACTIVE_ORDERS)}
     expected: dict[str, Decimal] = {}
     for p in positions:
         signed = _d(p.remaining_quantity) if p.direction == "long" else -_d(p.remaining_quantity)

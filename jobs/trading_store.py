@@ -25,6 +25,8 @@ from common.trading_config import TradingConfig
 
 LIVE_CONFIRMATION_ENV = "CRYPTOBOT_LIVE_TRADING"
 ACTIVE_ORDER_STATUSES = ("new", "unknown", "open")
+# The same as a condition on trading.orders, for read_orders.
+ACTIVE_ORDERS = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_ORDER_STATUSES) + ")"
 
 
 def check_live_allowed(trading: TradingConfig, env=None) -> None:
