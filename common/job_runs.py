@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 
 from common.catalog import location_of
 from common.config import AppConfig
+from common.local_frames import local_frame
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +50,7 @@ def record_run(spark, config: AppConfig, job: str, started_s: float, status: str
     try:
         location = location_of(config, "gold.job_runs")
         schema: StructType = spark.read.format("delta").load(location).schema
-        spark.createDataFrame([row], schema).write.format("delta").mode("append").save(location)
+        local_frame(spark, [row], schema).write.format("delta").mode("append").save(location)
         log.info("event=job_run job=%s status=%s duration_s=%.1f rows_in=%s rows_out=%s", job, status,
                  ended_s - started_s, rows_in, rows_out)
     except Exception as err:  # the lake may be what failed; the job's own outcome matters more

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from common.config import ConfigError
+from common.local_frames import local_frame
 
 TRADABLE_EXCHANGES = ("binance", "bybit")
 STRATEGIES = ("smc", "liquidity")
@@ -239,7 +240,8 @@ def insert_missing_defaults(spark) -> list[str]:
     missing = [row for row in default_rows() if row["param_name"] not in existing]
     if missing:
         schema = "param_name STRING, param_value STRING, value_type STRING, description STRING"
-        (spark.createDataFrame(missing, schema)
+        (local_frame(spark, [tuple(row[k] for k in ("param_name", "param_value", "value_type", "description"))
+                      for row in missing], schema)
          .withColumn("updated_at", F.current_timestamp())
          .write.format("delta").mode("append").saveAsTable(TABLE))
     return [row["param_name"] for row in missing]

@@ -43,6 +43,7 @@ from common.backtest.metrics import compute_metrics
 from common.backtest.portfolio import run_portfolio
 from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig, ConfigError
+from common.local_frames import local_frame
 from common.progress import SparkProgress
 from common.scoring import DEFAULT_CALIBRATION, Calibration, calibrate
 from common.trading_config import PARAMS_BY_NAME, default_rows, parse_trading_config
@@ -267,7 +268,7 @@ def _file_klines(spark, backtest, path: str, intervals):
     schema = ("symbol string, interval string, open_time_ms long, close_time_ms long, open double, high double, "
               "low double, close double, volume double")
     columns = ["symbol", "interval", "open_time_ms", "close_time_ms", "open", "high", "low", "close", "volume"]
-    return spark.createDataFrame(frame[columns], schema), None, f"{path} (sha256 {digest[:16]})"
+    return local_frame(spark, frame, schema), None, f"{path} (sha256 {digest[:16]})"
 
 
 def _backtest_symbol(config: AppConfig, values: dict, exchange: str, train: list[Window] | None = None,
@@ -397,7 +398,7 @@ def _store(spark, config, backtest: BacktestConfig, exchange: str, run_id: str, 
         if not data:
             continue
         schema = read_table(spark, config, table).schema
-        frame = spark.createDataFrame([tuple(row.get(f.name) for f in schema) for row in data], schema)
+        frame = local_frame(spark, [tuple(row.get(f.name) for f in schema) for row in data], schema)
         frame.write.format("delta").mode("append").save(location_of(config, table))
     log.info("event=backtest_stored run_id=%s combinations=%d trades=%d portfolio_trades=%d", run_id,
              report.combinations, report.trades, len(portfolio_trades))

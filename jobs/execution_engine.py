@@ -29,7 +29,7 @@ from common.catalog import read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.trade.sizing import position_size, round_price, round_stop
-from common.trading_config import read_trading_config
+from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
     ACTIVE_ORDERS, build_gateway, intent_row, latest_minute_closes, move_signals, read_orders, with_snapshot,
     write_orders,
@@ -58,9 +58,10 @@ class ExecutionResult:
         return "\n".join(lines + [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())])
 
 
-def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None) -> ExecutionResult:
+def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None,
+        trading: TradingConfig | None = None) -> ExecutionResult:
     """as_of_ms (paper only): trade as if now were then, on the klines known by then."""
-    trading = read_trading_config(spark)
+    trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
     gateway = gateway or build_gateway(config, trading)
     result = ExecutionResult()
     if not trading.trading_enabled:

@@ -31,10 +31,11 @@ from common.catalog import known_by, location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected
 from common.exchange.paper import Bar
+from common.local_frames import local_frame
 from common.trade.lifecycle import TradeState, trade_result
 from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, reconcile
 from common.trade.sizing import round_price, round_stop
-from common.trading_config import read_trading_config
+from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
     ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, build_gateway, costs_of, intent_row,
     read_orders, with_snapshot, write_orders,
@@ -56,9 +57,10 @@ class ManagerResult:
         return "\n".join(["position manager:"] + [f"  {a}: {n}" for a, n in sorted(self.actions.items())])
 
 
-def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None) -> ManagerResult:
+def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None,
+        trading: TradingConfig | None = None) -> ManagerResult:
     """as_of_ms (paper only): the paper exchange matches the 1m klines up to then, no further."""
-    trading = read_trading_config(spark)
+    trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
     gateway = gateway or build_gateway(config, trading)
     result = ManagerResult()
     active = read_orders(spark, config, ACTIVE_ORDERS)
@@ -261,7 +263,7 @@ def _store_open_position(spark, config, gateway, signal, trade) -> None:
            "realized_pnl": realised, "fees": fees, "mode": gateway.mode, "opened_at": _ts(trade.opened_ms),
            "updated_at": now}
     schema = read_table(spark, config, "trading.positions_open").schema
-    frame = spark.createDataFrame([tuple(row[f.name] for f in schema)], schema)
+    frame = local_frame(spark, [tuple(row[f.name] for f in schema)], schema)
     (DeltaTable.forPath(spark, location_of(config, "trading.positions_open")).alias("t")
      .merge(frame.alias("s"), "t.position_id = s.position_id")
      .whenMatchedUpdate(set={c: f"s.{c}" for c in row if c not in ("position_id", "opened_at")})
@@ -282,7 +284,7 @@ def _close_position(spark, config, gateway, signal, trade, result: ManagerResult
            "mode": gateway.mode, "opened_at": _ts(trade.opened_ms), "closed_at": closed_at,
            "hold_minutes": (trade.closed_ms - trade.opened_ms) / 60_000, "close_date": closed_at.date()}
     schema = read_table(spark, config, "trading.positions_closed").schema
-    frame = spark.createDataFrame([tuple(row[f.name] for f in schema)], schema)
+    frame = local_frame(spark, [tuple(row[f.name] for f in schema)], schema)
     (DeltaTable.forPath(spark, location_of(config, "trading.positions_closed")).alias("t")
      .merge(frame.alias("s"), "t.position_id = s.position_id").whenNotMatchedInsertAll().execute())
     DeltaTable.forPath(spark, location_of(config, "trading.positions_open")).delete(
@@ -309,7 +311,7 @@ def _store_daily_pnl(spark, config, gateway, day) -> None:
            "equity_start": equity_end - net, "equity_end": equity_end,
            "updated_at": datetime.now(timezone.utc).replace(tzinfo=None)}
     schema = read_table(spark, config, "trading.daily_pnl").schema
-    frame = spark.createDataFrame([tuple(row[f.name] for f in schema)], schema)
+    frame = local_frame(spark, [tuple(row[f.name] for f in schema)], schema)
     (DeltaTable.forPath(spark, location_of(config, "trading.daily_pnl")).alias("t")
      .merge(frame.alias("s"), "t.pnl_date = s.pnl_date AND t.exchange = s.exchange AND t.mode = s.mode")
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common.config import INTERVAL_MS, AppConfig
+from common.local_frames import local_frame
 from streaming.silver import interval_ms_of
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -165,7 +166,7 @@ def record_results(spark: SparkSession, results: list[CheckResult]) -> str:
              r.detail) for r in results]
     schema = ("run_id string, check_name string, table_name string, exchange string, symbol string, "
               "interval string, status string, observed double, expected double, detail string")
-    (spark.createDataFrame(rows, schema)
+    (local_frame(spark, rows, schema)
      .withColumn("checked_at", F.current_timestamp())
      .withColumn("check_date", F.to_date("checked_at"))
      .write.format("delta").mode("append").saveAsTable("gold.sanity_results"))

@@ -28,11 +28,12 @@ from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig
+from common.local_frames import local_frame
 from common.scoring import (
     COMPONENTS, DEFAULT_CALIBRATION, Calibration, calibrate, calibration_from_rows, score_report, score_signals,
 )
 from common.signal_status import OPEN_FOR_SCORING, check_transition
-from common.trading_config import read_trading_config
+from common.trading_config import TradingConfig, read_trading_config
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,14 @@ class ScoringResult:
         return "\n".join(lines)
 
 
-def run(spark: SparkSession, config: AppConfig, as_of_ms: int | None = None) -> ScoringResult:
+def run(spark: SparkSession, config: AppConfig, as_of_ms: int | None = None, trading: TradingConfig | None = None,
+        calibration: Calibration | None = None) -> ScoringResult:
     """as_of_ms: score as if now were then (a paper replay stepping through history): only the
-    signals, bars and zone versions known by then are read. None = everything there is."""
-    trading = read_trading_config(spark)
-    calibration = latest_calibration(spark, config)
+    signals, bars and zone versions known by then are read. None = everything there is.
+    trading, calibration: what to score with, when the caller has read them already (a paper
+    replay holds them fixed); by default the stored ones, read afresh."""
+    trading = trading if trading is not None else read_trading_config(spark)
+    calibration = calibration if calibration is not None else latest_calibration(spark, config)
     signals = (read_table(spark, config, "gold.signals_all")
                .where(F.col("status").isin(*OPEN_FOR_SCORING) & known_by("known_at_ms", as_of_ms)).toPandas())
     if signals.empty:
@@ -89,11 +93,13 @@ def _bars_since_trigger(spark: SparkSession, config: AppConfig, signals: pd.Data
     The signals travel from the driver (already read): each Spark action costs a scorer step
     about half a second, whatever its size."""
     columns = ["signal_id", "exchange", "symbol", "interval", "trigger_bar_time_ms"]
-    keys = spark.createDataFrame(signals[columns].astype({"trigger_bar_time_ms": "int64"}),
-                                 "signal_id string, exchange string, symbol string, interval string, "
-                                 "trigger_bar_time_ms bigint")
-    klines = (read_table(spark, config, "silver.unified_klines")
-              .where(F.col("symbol").isin(sorted(signals.symbol.unique()))
+    keys = local_frame(spark, signals[columns],
+                       "signal_id string, exchange string, symbol string, interval string, "
+                       "trigger_bar_time_ms bigint")
+    klines = (read_table(spark, config, "silver.unified_klines")  # partitioned by interval: the others are skipped
+              .where(F.col("interval").isin(sorted(signals.interval.unique()))
+                     & F.col("exchange").isin(sorted(signals.exchange.unique()))
+                     & F.col("symbol").isin(sorted(signals.symbol.unique()))
                      & (F.col("open_time_ms") > F.lit(int(signals.trigger_bar_time_ms.min())))
                      & known_by("close_time_ms", as_of_ms))
               .select("exchange", "symbol", "interval", "open_time_ms", "close_time_ms", "high", "low"))
@@ -127,7 +133,7 @@ def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: 
 
     from common.audit_log import append_applied_moves
 
-    updates = spark.createDataFrame(scored, _updates_schema())
+    updates = local_frame(spark, scored, _updates_schema())
     target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
     values = {c: f"s.{c}" for c in _UPDATE_COLUMNS}
     merged = (target.alias("t").merge(updates.alias("s"), "t.signal_id = s.signal_id AND t.status = s.previous_status")
@@ -146,8 +152,8 @@ def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: 
         applied = moved.merge(stored, on=mark)
     if applied.empty:
         return
-    audit = spark.createDataFrame(applied[["signal_id", "previous_status", "status", "status_reason", "score"]]
-                                  .astype({"score": float}))
+    audit = local_frame(spark, applied, "signal_id string, previous_status string, status string, "
+                                         "status_reason string, score double")
     append_applied_moves(spark, config, audit.select(
         F.sha2(F.concat_ws("|", "signal_id", "previous_status", "status"), 256).alias("event_id"),
         F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
@@ -213,7 +219,7 @@ def run_calibration(spark: SparkSession, config: AppConfig) -> str:
     if table.where(F.col("calibration_version") == calibration.version).limit(1).count():
         return f"calibration {calibration.version} is already stored (same trades)"
     rows["created_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
-    spark.createDataFrame(rows[[f.name for f in table.schema]], table.schema).write.format("delta").mode("append").save(
+    local_frame(spark, rows, table.schema).write.format("delta").mode("append").save(
         location_of(config, "gold.scorer_calibration"))
     weights = ", ".join(f"{c} {w:.2f}" for c, w in calibration.weights.items())
     return f"calibration {calibration.version} from {len(trades)} trades ({sources}): weights {weights}"

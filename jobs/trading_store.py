@@ -20,6 +20,7 @@ from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig, ConfigError
 from common.exchange.gateway import OrderRequest, OrderSnapshot
 from common.exchange.paper import PaperExchange
+from common.local_frames import local_frame
 from common.trade.lifecycle import Costs
 from common.trading_config import TradingConfig
 
@@ -154,7 +155,7 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
                "filled": r.filled, "average_price": r.average_price, "fee": r.fee, "fee_currency": "USDT",
                "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode, "error": r.error,
                "created_at": now, "updated_at": _ts(r.updated_ms)} for r in rows]
-    frame = spark.createDataFrame([tuple(v[f.name] for f in schema) for v in values], schema)
+    frame = local_frame(spark, [tuple(v[f.name] for f in schema) for v in values], schema)
     target = DeltaTable.forPath(spark, location_of(config, "trading.orders"))
     update = {c: f"s.{c}" for c in frame.columns if c not in ("created_at", "order_id", "client_order_id")}
     (target.alias("t").merge(frame.alias("s"), "t.client_order_id = s.client_order_id")
@@ -174,7 +175,7 @@ def audit(spark: SparkSession, config: AppConfig, events: list[dict]) -> None:
              e["entity_type"], e["entity_id"], e.get("from_status"), e.get("to_status"), e["reason"],
              json.dumps(e.get("details")) if e.get("details") is not None else None, e["actor"], now, now.date())
             for e in events]
-    frame = spark.createDataFrame(rows, read_table(spark, config, "trading.audit_log").schema)
+    frame = local_frame(spark, rows, read_table(spark, config, "trading.audit_log").schema)
     append_audit(spark, config, frame)
 
 
@@ -191,7 +192,7 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
         check_transition(signal_id, source, target)
     audit(spark, config, [{"entity_type": "signal", "entity_id": s, "from_status": a, "to_status": b, "reason": r,
                            "actor": actor} for s, a, b, r in moves])
-    frame = spark.createDataFrame(moves, "signal_id string, from_status string, to_status string, reason string")
+    frame = local_frame(spark, moves, "signal_id string, from_status string, to_status string, reason string")
     (DeltaTable.forPath(spark, location_of(config, "gold.signals_all")).alias("t")
      .merge(frame.alias("s"), "t.signal_id = s.signal_id AND t.status = s.from_status")
      .whenMatchedUpdate(set={"status": "s.to_status", "status_reason": "s.reason",

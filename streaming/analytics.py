@@ -28,6 +28,7 @@ from common.analytics.structure import EVENT_COLUMNS
 from common.analytics.zones import ZONE_COLUMNS
 from common.catalog import location_of
 from common.config import INTERVAL_MS, AppConfig
+from common.local_frames import local_frame
 from streaming.silver import append_once
 from streaming.triggers import with_trigger
 
@@ -92,8 +93,8 @@ def series_bars(spark: SparkSession, config: AppConfig, touched: list[tuple], st
         lookback_ms = config.analytics.params(interval).lookback_bars * INTERVAL_MS[interval]
         from_ms = state[0] - lookback_ms if state and state[0] is not None else -1
         bounds.append((exchange, symbol, interval, from_ms, state[1] if state else None))
-    wanted = spark.createDataFrame(bounds, "exchange string, symbol string, interval string, from_ms bigint, "
-                                           "state_json string")
+    wanted = local_frame(spark, bounds, "exchange string, symbol string, interval string, from_ms bigint, "
+                                        "state_json string")
     intervals = sorted({b[2] for b in bounds})
     low = min(b[3] for b in bounds)
     prune = F.col("interval").isin(intervals) & (F.col("open_time_ms") >= F.lit(low))
@@ -201,10 +202,10 @@ def process_market_batch(spark: SparkSession, config: AppConfig, changes: DataFr
     last = {(r.exchange, r.symbol): r.last_ts for r in spark.read.format("delta").load(scores_location)
             .where(F.col("symbol").isin(symbols) & (F.col("interval") == interval))
             .groupBy("exchange", "symbol").agg(F.max("ts_ms").alias("last_ts")).collect()}
-    wanted = spark.createDataFrame(
-        [(ex, sym, last.get((ex, sym)), (last[(ex, sym)] - params.lookback_ms) if (ex, sym) in last else -1)
-         for ex, sym in touched], "exchange string, symbol string, after_ms bigint, from_ms bigint")
-    low = min(r[3] for r in wanted.collect())
+    bounds = [(ex, sym, last.get((ex, sym)), (last[(ex, sym)] - params.lookback_ms) if (ex, sym) in last else -1)
+              for ex, sym in touched]
+    wanted = local_frame(spark, bounds, "exchange string, symbol string, after_ms bigint, from_ms bigint")
+    low = min(b[3] for b in bounds)
     market = (spark.read.format("delta").load(location_of(config, "silver.unified_market"))
               .where(F.col("symbol").isin(symbols) & (F.col("ts_ms") >= low))
               .select("exchange", "symbol", F.lit("market").alias("row_kind"), "ts_ms", "metric", "value"))

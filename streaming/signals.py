@@ -25,6 +25,7 @@ from common.analytics.zones import ZONE_COLUMNS
 from common.audit_log import append_audit
 from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
+from common.local_frames import local_frame
 from common.signal_status import SignalStatus
 from common.strategies import scan_series
 from common.trading_config import read_trading_config
@@ -102,10 +103,10 @@ def scan_zone_changes(spark: SparkSession, config: AppConfig, zone_changes: Data
         earliest[(r.exchange, r.symbol)] = min(earliest.get((r.exchange, r.symbol), r.emit_from_ms), r.emit_from_ms)
     emit = {(r.exchange, r.symbol, r.interval): r.emit_from_ms for r in touched}
     # Every interval of a touched symbol: its own rows for the setups, the others for confluence.
-    wanted = spark.createDataFrame(
-        [(ex, sym, iv, start - lookback * INTERVAL_MS[iv], emit.get((ex, sym, iv)))
-         for (ex, sym), start in earliest.items() for iv in config.exchanges.intervals],
-        "exchange string, symbol string, interval string, from_ms bigint, emit_from_ms bigint")
+    bounds = [(ex, sym, iv, start - lookback * INTERVAL_MS[iv], emit.get((ex, sym, iv)))
+              for (ex, sym), start in earliest.items() for iv in config.exchanges.intervals]
+    wanted = local_frame(spark, bounds, "exchange string, symbol string, interval string, from_ms bigint, "
+                                        "emit_from_ms bigint")
     symbols = sorted({s for _, s in earliest})
     low = min(start - lookback * max(INTERVAL_MS[i] for i in config.exchanges.intervals)
               for start in earliest.values())
