@@ -90,7 +90,8 @@ demo: setup
 	$(DEMO_ENV) $(CRYPTOBOT) init
 	$(DEMO_ENV) $(CRYPTOBOT) replay --from sample
 	$(DEMO_ENV) $(CRYPTOBOT) stream --available-now
-	$(DEMO_ENV) $(CRYPTOBOT) demo --days $(DEMO_DAYS) $(ARGS); status=$$?; $(DEMO_ENV) $(CRYPTOBOT) kafka down; exit $$status
+	$(DEMO_ENV) $(CRYPTOBOT) demo --days $(DEMO_DAYS) $(ARGS); status=$$?; \
+	$(DEMO_ENV) $(CRYPTOBOT) kafka down; exit $$status
 
 # The streaming app: Kafka -> bronze. make stream ARGS=--available-now to drain and exit.
 stream: setup
