@@ -25,6 +25,7 @@ from common.analytics.zones import ZONE_COLUMNS
 from common.audit_log import append_audit
 from common.catalog import location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
+from common.delta_conflicts import retry_on_conflict
 from common.local_frames import local_frame
 from common.signal_status import SignalStatus
 from common.strategies import scan_series
@@ -138,8 +139,9 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
         location = location_of(config, "gold.signals_all")
         target = DeltaTable.forPath(spark, location)
         columns = {c: f"s.{c}" for c in rows.columns}
-        (target.alias("t").merge(rows.alias("s"), "t.signal_id = s.signal_id")
-         .whenNotMatchedInsert(values=columns).execute())
+        # The trading jobs write these tables too: losing a race must not stop the query.
+        retry_on_conflict(lambda: (target.alias("t").merge(rows.alias("s"), "t.signal_id = s.signal_id")
+                                   .whenNotMatchedInsert(values=columns).execute()), "gold.signals_all")
         audit = signals.select(
             F.sha2(F.concat_ws("|", "signal_id", F.lit(""), F.lit(SignalStatus.PENDING.value)), 256).alias("event_id"),
             F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
@@ -148,7 +150,7 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
             F.to_json(F.struct("strategy", "exchange", "symbol", "interval", "direction",
                                "known_at_ms")).alias("details"),
             F.lit("signal_scanner").alias("actor"), now.alias("event_time"), F.current_date().alias("event_date"))
-        append_audit(spark, config, audit)
+        retry_on_conflict(lambda: append_audit(spark, config, audit), "trading.audit_log")
         return count
     finally:
         signals.unpersist()
