@@ -5,7 +5,9 @@ batch that found signals, and the position manager on its cadence.
 - `in_process` (the default): in the stream's own driver and SparkSession, right after the
   batch. The batches of a query run one after another, so two runs of a job never overlap,
   and the scorer's writes to gold.signals_all never race the signals query's (Delta would
-  fail one of two concurrent writers to a table).
+  fail one of two concurrent writers to a table). The position manager's turn runs in the
+  driver's main thread and can commit to trading.audit_log while the signals query writes it:
+  the query runs that write again (common/delta_conflicts.py), the manager at its next turn.
 - `off`: neither; for a replay of history (what it finds is scored and traded as of its own
   time by `cryptobot demo`, not as of the end of the replay).
 - `spark_submit`: each job is its own application, `spark-submit jobs/<job>.py` (the
