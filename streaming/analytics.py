@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.analytics.sentiment import SENTIMENT_COLUMNS, SentimentParams, sentiment_scores
-from common.analytics.series import SeriesState, analyze_series
+from common.analytics.series import SeriesState, analyze_series, lookback_start_ms
 from common.analytics.structure import EVENT_COLUMNS
 from common.analytics.zones import ZONE_COLUMNS
 from common.catalog import location_of
@@ -86,13 +86,13 @@ def _arrow_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def series_bars(spark: SparkSession, config: AppConfig, touched: list[tuple], states: dict) -> DataFrame:
-    """The bars each touched series needs: after its state's last bar, plus the look-back."""
+    """The bars each touched series needs: after its state's last bar, plus the look-back (the
+    last `lookback_bars` bars it analysed, however much time they span)."""
     bounds = []
     for exchange, symbol, interval in touched:
-        state = states.get((exchange, symbol, interval))
-        lookback_ms = config.analytics.params(interval).lookback_bars * INTERVAL_MS[interval]
-        from_ms = state[0] - lookback_ms if state and state[0] is not None else -1
-        bounds.append((exchange, symbol, interval, from_ms, state[1] if state else None))
+        state_json = states.get((exchange, symbol, interval), (None, None))[1]
+        from_ms = lookback_start_ms(state_json, config.analytics.params(interval), INTERVAL_MS[interval])
+        bounds.append((exchange, symbol, interval, -1 if from_ms is None else from_ms, state_json))
     wanted = local_frame(spark, bounds, "exchange string, symbol string, interval string, from_ms bigint, "
                                         "state_json string")
     intervals = sorted({b[2] for b in bounds})

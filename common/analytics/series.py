@@ -49,9 +49,13 @@ class SeriesState:
     last_bar_ms: int | None = None  # open time of the last bar analysed
     structure: StructureState = field(default_factory=StructureState)
     zones: list[Zone] = field(default_factory=list)  # active zones, oldest first
+    # Open time of the first of the last `lookback_bars` bars: where the next run's look-back
+    # starts. Counted in bars, not time, so that a gap in the series changes nothing.
+    lookback_from_ms: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"last_bar_ms": self.last_bar_ms, "trend": self.structure.trend,
+        return json.dumps({"last_bar_ms": self.last_bar_ms, "lookback_from_ms": self.lookback_from_ms,
+                           "trend": self.structure.trend,
                            "last_high": _plain(self.structure.last_high), "last_low": _plain(self.structure.last_low),
                            "swings": [_plain(s) for s in self.structure.swings],
                            "zones": [_plain(z) for z in self.zones]})
@@ -64,7 +68,19 @@ class SeriesState:
         swing = (lambda d: Swing(**d) if d else None)
         structure = StructureState(raw["trend"], swing(raw["last_high"]), swing(raw["last_low"]),
                                    [Swing(**d) for d in raw["swings"]])
-        return cls(raw["last_bar_ms"], structure, [Zone(**d) for d in raw["zones"]])
+        return cls(raw["last_bar_ms"], structure, [Zone(**d) for d in raw["zones"]], raw.get("lookback_from_ms"))
+
+
+def lookback_start_ms(state_json: str | None, params: AnalyticsParams, interval_ms: int) -> int | None:
+    """The open time from which a run continuing this stored state must read its bars (None: a
+    new series, read it all). A state stored before it recorded the start: the look-back's
+    span in time, which is the same when the series has no gap."""
+    if not state_json:
+        return None
+    raw = json.loads(state_json)
+    if raw.get("lookback_from_ms") is not None:
+        return int(raw["lookback_from_ms"])
+    return None if raw["last_bar_ms"] is None else raw["last_bar_ms"] - params.lookback_bars * interval_ms
 
 
 def _plain(value) -> dict | None:
@@ -148,7 +164,8 @@ def analyze_series(bars: pd.DataFrame, state: SeriesState | None, params: Analyt
             zones = _expire_oldest(zones, versions, params.max_active_zones, known_at, interval_ms, atrs[t])
             may_exceed = False
 
-    new_state = SeriesState(int(opens[-1]), structure, zones)
+    new_state = SeriesState(int(open_ms[-1]), structure, zones,
+                            int(open_ms[max(0, len(open_ms) - params.lookback_bars)]))
     return _frame(events, EVENT_COLUMNS), _frame(versions, ZONE_COLUMNS), new_state
 
 
@@ -160,7 +177,8 @@ def _profiles_needed(high, low, volume, swing_bar, atr_known, profile_step, new_
     window, the bars up to the one it is for."""
     n, strength = len(high), params.swing_strength
     confirms = np.zeros(n, dtype=bool)
-    confirms[strength:] = swing_bar[:n - strength]
+    if n > strength:  # (with fewer bars than L, no swing can be confirmed yet)
+        confirms[strength:] = swing_bar[:n - strength]
     full = np.arange(n) + 1 >= params.profile_window_bars
     needed = atr_known & (confirms | (profile_step & full))
     needed[:new_from] = False

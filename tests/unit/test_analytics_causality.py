@@ -1,11 +1,13 @@
 """No look-ahead, for every analytic: on the sample series, what a prefix of the bars emits is
 never changed by the bars that come after it, and the stream's way of computing (a bar or a
 few at a time, with the stored state) gives exactly what one pass over the history gives."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from common.analytics.series import AnalyticsParams, SeriesState, analyze_series
+from common.analytics.series import AnalyticsParams, SeriesState, analyze_series, lookback_start_ms
 from streaming.kline_files import read_kline_file, resample_klines
 from streaming.sample_data import sample_path
 
@@ -69,6 +71,30 @@ def test_chunked_runs_equal_one_pass(bars):
         assert state.to_json() == whole_state.to_json()
 
 
+def test_the_streams_reads_equal_one_pass_when_the_series_has_gaps(bars):
+    """As the stream runs it: each batch reads only the bars from where the stored state's
+    look-back starts (through its JSON form). With klines missing here and there, a look-back
+    taken as a span of time would hold fewer bars than one pass uses, and the zones would differ."""
+    gappy = bars.drop(index=list(range(70, 80)) + list(range(150, 160)) + [203]).reset_index(drop=True)
+    whole_events, whole_zones, whole_state = analyze_series(gappy, None, PARAMS, INTERVAL_MS)
+    state_json, events, zones = None, [], []
+    for end in range(20, len(gappy) + 9, 9):
+        start_ms = lookback_start_ms(state_json, PARAMS, INTERVAL_MS)
+        batch = gappy.iloc[:end]
+        batch = batch[batch.open_time_ms >= start_ms] if start_ms is not None else batch
+        e, z, state = analyze_series(batch, SeriesState.from_json(state_json), PARAMS, INTERVAL_MS)
+        events.append(e)
+        zones.append(z)
+        state_json = state.to_json()
+    for frames, whole in ((events, whole_events), (zones, whole_zones)):
+        pd.testing.assert_frame_equal(pd.concat([f for f in frames if len(f)], ignore_index=True), whole,
+                                      check_dtype=False)
+    assert state_json == whole_state.to_json()
+    # the look-back is counted in bars: it spans more time than lookback_bars intervals here
+    first_of_last = gappy.open_time_ms.iloc[-PARAMS.lookback_bars]
+    assert SeriesState.from_json(state_json).lookback_from_ms == first_of_last
+
+
 def test_no_prefix_output_changes_when_later_bars_arrive(bars):
     """Each prefix computed from scratch: its rows are exactly the first rows of the next one,
     and each row was known by the last bar of the prefix that emitted it."""
@@ -93,3 +119,17 @@ def test_state_survives_its_json_form(bars):
     b = analyze_series(bars, again, PARAMS, INTERVAL_MS)
     pd.testing.assert_frame_equal(a[0], b[0])
     pd.testing.assert_frame_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("count", range(1, 12))
+def test_a_new_series_shorter_than_its_swings_need_is_analysed_bar_by_bar(bars, count):
+    """A series' first batches can hold fewer bars than a swing needs on each side (L = 5, the
+    default): nothing is known yet, nothing fails, and the bars add up to the one-pass result."""
+    params = replace(PARAMS, swing_strength=5)
+    short = bars.iloc[:count]
+    state, events = SeriesState(), []
+    for end in range(1, count + 1):
+        e, _, state = analyze_series(short.iloc[:end], state, params, INTERVAL_MS)
+        events.append(e)
+    whole_events, _, whole_state = analyze_series(short, None, params, INTERVAL_MS)
+    assert sum(len(e) for e in events) == len(whole_events) and state.to_json() == whole_state.to_json()
