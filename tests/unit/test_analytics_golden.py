@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.analytics.series import AnalyticsParams, analyze_series
 from common.analytics.structure import StructureState, average_true_range, structure_events, swing_flags
 from common.analytics.volume_profile import measure_between, volume_profile, volume_profiles
 from common.analytics.zones import DEMAND, Zone, track_bar, zone_quality
@@ -51,6 +52,41 @@ def test_bos_then_choch_with_their_levels_and_times():
     ]
     assert state.trend == "bearish" and state.last_high is None and state.last_low is None
     assert all(e["known_at_ms"] == e["bar_time_ms"] + 59_999 for e in events)
+
+
+def test_bearish_bos_in_a_bearish_trend_then_bullish_choch_of_the_latest_swing_high():
+    # Lows (close - 0.5): a swing low of 9.5 at bar 3 (confirmed at bar 5 with L=2), broken by the
+    # close of 8 at bar 9: a bearish BOS from no trend, which makes the trend bearish. The swing low
+    # of 7.5 at bar 9 (confirmed at 11) is then broken by the close of 6 at bar 13: a bearish BOS
+    # again, the trend being bearish already. Bar 13 also confirms the swing high of 10.5 at bar 11
+    # (after its break: breaks are read first); it replaces the one of 13.5 at bar 6 (confirmed at
+    # 8), so the close of 13 at bar 14, under 13.5, is above the latest swing high: a bullish CHoCH.
+    closes = [13, 12, 11, 10, 11, 12, 13, 12, 11, 8, 9, 10, 9, 6, 13]
+    events, state = structure_events(bars_from(closes), StructureState(), 0, strength=2, warning_atr=0.0)
+    breaks = [(e["event_type"], e["direction"], e["level"], e["swing_time_ms"], e["swing_confirmed_ms"],
+               e["bar_time_ms"], e["bar_close"], e["distance_atr"]) for e in events if e["event_type"] != "WARNING"]
+    assert breaks == [
+        ("BOS", "bearish", 9.5, 3 * 60_000, 5 * 60_000 + 59_999, 9 * 60_000, 8.0, 1.5),
+        ("BOS", "bearish", 7.5, 9 * 60_000, 11 * 60_000 + 59_999, 13 * 60_000, 6.0, 1.5),
+        ("CHOCH", "bullish", 10.5, 11 * 60_000, 13 * 60_000 + 59_999, 14 * 60_000, 13.0, 2.5),  # (13 - 10.5) / 1
+    ]
+    assert state.trend == "bullish" and state.last_high is None and state.last_low is None
+
+
+def test_a_bearish_close_in_a_bearish_trend_carried_in_the_state_is_a_bos_and_a_bullish_one_a_choch():
+    # The trend comes from an earlier call (the stream's stored state). Swing low 9.5 at bar 3
+    # (confirmed at bar 5), swing high 13.5 at bar 6 (confirmed at 8); bar 9 closes at 8, under
+    # 9.5: BOS, the trend being bearish; bar 10 closes at 15, above 13.5: CHoCH.
+    closes = [13, 12, 11, 10, 11, 12, 13, 12, 11, 8, 15]
+    events, state = structure_events(bars_from(closes), StructureState(trend="bearish"), 0, strength=2,
+                                     warning_atr=0.0)
+    breaks = [(e["event_type"], e["direction"], e["level"], e["swing_time_ms"], e["swing_confirmed_ms"],
+               e["bar_time_ms"], e["bar_close"], e["distance_atr"]) for e in events if e["event_type"] != "WARNING"]
+    assert breaks == [
+        ("BOS", "bearish", 9.5, 3 * 60_000, 5 * 60_000 + 59_999, 9 * 60_000, 8.0, 1.5),
+        ("CHOCH", "bullish", 13.5, 6 * 60_000, 8 * 60_000 + 59_999, 10 * 60_000, 15.0, 1.5),
+    ]
+    assert state.trend == "bullish"
 
 
 def test_a_break_in_the_trend_direction_is_a_bos_and_each_swing_breaks_once():
@@ -159,6 +195,80 @@ def test_ranges_measured_together_are_each_ones_own_to_the_last_bit():
     for profile, a, b, v, p in zip(profiles, lows, highs, volumes, pocs):
         assert (v, p) == (profile.volume_between(a, b), profile.poc_between(a, b))
     assert measure_between([], [], []) == ([], [])
+
+
+def kline_frame(lows, closes, volumes=1.0, first_bar=0, width=1.0):
+    """Bars of 1m: [low, low + width], opening half a unit above the low (the body's bottom is
+    min(open, close)); open times first_bar, first_bar + 1, ... minutes."""
+    lows = np.asarray(lows, dtype=float)
+    frame = pd.DataFrame({"open_time_ms": (np.arange(len(lows)) + first_bar) * 60_000, "open": lows + 0.5,
+                          "high": lows + width, "low": lows, "close": np.asarray(closes, dtype=float),
+                          "volume": volumes})
+    frame["close_time_ms"] = frame["open_time_ms"] + 59_999
+    return frame
+
+
+def test_swing_lows_within_the_cluster_tolerance_make_one_pool_and_a_farther_one_its_own_zone():
+    # Each bar spans close +- 1 and moves at most 1 from the last close: every true range is 2, so
+    # the ATR (3 bars) is 2 from bar 2 on and the tolerance 0.5 x 2 = 1. With L=2 the swing lows are
+    # 10 at bar 3 (confirmed at bar 5), 10.5 at bar 7 (at 9) and 12 at bar 13 (at 15).
+    closes = np.array([13, 12, 11.5, 11, 12, 13, 12, 11.5, 12.5, 13.5, 14, 14.5, 13.5, 13, 14, 15, 16])
+    bars = kline_frame(closes - 1, closes, width=2.0)
+    bars["open"] = closes + 0.5  # the body's bottom: the close
+    params = AnalyticsParams(swing_strength=2, atr_period=3, profile_window_bars=10, profile_bins=10,
+                             profile_step_bars=1000, cluster_atr=0.5)  # no profile step with a full window
+    _, zones, state = analyze_series(bars, None, params, 60_000)
+    assert set(zones.source) == {"swing"}
+    demand = [(z.zone_id, z.version, z.swing_count, z.is_liquidity_pool, z.zone_low, z.zone_high, z.level,
+               z.touches, z.known_at_ms) for z in zones[zones.zone_type == "demand"].itertuples()]
+    first, third = f"demand:swing:{3 * 60_000}", f"demand:swing:{13 * 60_000}"
+    assert demand == [
+        (first, 1, 1, False, 10.0, 11.0, 10.0, 0, 5 * 60_000 + 59_999),  # from the low to the body's bottom
+        (first, 2, 1, False, 10.0, 11.0, 10.0, 1, 6 * 60_000 + 59_999),  # bar 6's low 11 touches it
+        (first, 3, 1, False, 10.0, 11.0, 10.0, 2, 7 * 60_000 + 59_999),  # and bar 7's 10.5
+        # 10.5 is 0.5 from the zone's level 10, within 1: it joins; bounds cover both bodies, level the lower.
+        (first, 4, 2, True, 10.0, 11.5, 10.0, 2, 9 * 60_000 + 59_999),
+        # 12 is 2 from the pool's level 10, beyond 1: a zone of its own.
+        (third, 1, 1, False, 12.0, 13.0, 12.0, 0, 15 * 60_000 + 59_999),
+    ]
+    assert [(z.zone_id, z.swing_count, z.width_atr) for z in state.zones if z.zone_type == "demand"] == [
+        (first, 2, 0.75), (third, 1, 0.5)]  # widths 1.5 and 1 over the ATR of 2
+
+
+@pytest.mark.parametrize("lows, closes, expected", [
+    # Rising bars [100, 101], ..., [103, 104]: bins of 1 over [100, 104], each bar in one; the
+    # 40 of bin [101, 102] is >= 1.5 x the mean 17.5 and above its neighbours: the only node,
+    # under the close of 104, a demand zone. Value area: 40 + 10 from the tie, upwards: [101, 103].
+    ([100, 101, 102, 103], [101, 102, 103, 104], ("demand:volume:240000001", "demand", 101.0, 102.0, 101.5, 101.0,
+                                                  103.0)),
+    # Falling bars, the 40 in bin [102, 103] above the close of 100: a supply zone; value area
+    # 40 + the upward tie [103, 104]: [102, 104].
+    ([103, 102, 101, 100], [103, 102, 101, 100], ("supply:volume:240000002", "supply", 102.0, 103.0, 102.5, 102.0,
+                                                  104.0)),
+    # The last bar back in [101, 102], closing at 101.5 in the node (50 of 70): neither side, no zone.
+    ([100, 101, 102, 101], [101, 102, 103, 101.5], None),
+])
+def test_a_high_volume_node_opens_a_zone_of_its_bin_on_the_side_of_the_close(lows, closes, expected):
+    # Bars at minutes 1-4: minute 4 is the first profile step (every 4 bars on the clock) with a
+    # full window of 4. With L=2 none of 4 bars has 2 on each side: no swing, no swing zone over the node.
+    bars = kline_frame(lows, closes, volumes=[10, 40, 10, 10], first_bar=1)
+    params = AnalyticsParams(swing_strength=2, atr_period=2, profile_window_bars=4, profile_bins=4,
+                             profile_step_bars=4)
+    events, zones, _ = analyze_series(bars, None, params, 60_000)
+    assert events.empty
+    if expected is None:
+        assert zones.empty
+        return
+    assert len(zones) == 1
+    z = zones.iloc[0]
+    zone_id, zone_type, low, high, poc, va_low, va_high = expected  # id: the bar's open time x 1000 + the bin
+    assert (z.zone_id, z.zone_type, z.source, z.swing_count, z.zone_low, z.zone_high, z.level, z.poc_price,
+            z.window_poc) == (zone_id, zone_type, "volume", 1, low, high, (low + high) / 2, poc, poc)
+    assert (z.volume, z.volume_share, z.value_area_low, z.value_area_high) == (40.0, 40 / 70, va_low, va_high)
+    assert (z.window_bars, z.window_start_ms, z.window_end_ms, z.created_ms) == (4, 60_000, 299_999, 299_999)
+    # Every true range is 1, so the ATR is 1 and the zone 1 ATR wide: quality 30 (share >= 20 %)
+    # + 12.5 (untested) + 15 (fresh) + 7.5 (width) + 15 (holds the window's POC) = 80.
+    assert (z.atr, z.quality) == (1.0, 80.0)
 
 
 def demand_zone(**changes):

@@ -1,8 +1,13 @@
 """Confluence across timeframes, as known at each row's time."""
+import numpy as np
 import pandas as pd
 import pytest
 
-from common.analytics.confluence import add_confluence, higher_intervals
+from common.analytics.confluence import CONFLUENCE_COLUMNS, add_confluence, higher_intervals
+from common.analytics.series import AnalyticsParams, analyze_series
+from common.config import INTERVAL_MS
+from streaming.kline_files import read_kline_file, resample_klines
+from streaming.sample_data import sample_path
 
 H = 3_600_000
 
@@ -82,3 +87,48 @@ def test_many_windows_read_at_once_are_each_windows_own(monkeypatch, pairs_at_on
             assert list(some_position[some_query == q]) == [p for p in latest if p in set(rows)]
             ends = np.nan_to_num(versions.column("window_end_ms")[latest], nan=np.inf)
             assert newest[q] == (latest[np.flatnonzero(ends == ends.max())[-1]] if len(latest) else -1)
+
+
+SAMPLE_PARAMS = AnalyticsParams(swing_strength=3, atr_period=14, profile_window_bars=60, profile_bins=24,
+                                profile_step_bars=12)
+
+
+@pytest.fixture(scope="module")
+def sample_analytics():
+    """Six days of the sample: the events and zone versions of its 15m and 1h series, each from one pass."""
+    minutes = read_kline_file(sample_path()).head(6 * 24 * 60)
+    out = {}
+    for interval in ("15m", "1h"):
+        bars = resample_klines(minutes, "1m", interval)
+        bars["close_time_ms"] = bars["open_time_ms"] + INTERVAL_MS[interval] - 1
+        out[interval] = analyze_series(bars, None, SAMPLE_PARAMS, INTERVAL_MS[interval])[:2]
+    return out
+
+
+@pytest.mark.parametrize("lookback_ms", [None, {"1h": 6 * H}])
+def test_confluence_from_the_higher_rows_known_by_then_is_the_one_from_the_full_history(sample_analytics,
+                                                                                       lookback_ms):
+    """Prefix replay: each 15m row's confluence computed with only the 1h rows known up to its time
+    (what the stream has then), or only those known strictly before it, equals the one computed
+    with the whole 1h history: nothing the 1h series writes later changes an emitted value, nor
+    does a 1h row written at the row's own instant (its bar closes with the 15m one)."""
+    events_15m, zones_15m = sample_analytics["15m"]
+    events_1h, zones_1h = (f.sort_values("known_at_ms", kind="stable").reset_index(drop=True)
+                           for f in sample_analytics["1h"])
+    for rows in (events_15m, zones_15m):
+        full = add_confluence(rows, "15m", {"1h": events_1h}, {"1h": zones_1h}, lookback_ms)[CONFLUENCE_COLUMNS]
+        # Each count agrees somewhere, and some rows share their instant with 1h rows: the test can fail.
+        assert (full[CONFLUENCE_COLUMNS[:3]].sum() > 0).all()
+        assert rows.known_at_ms.isin(pd.concat([events_1h.known_at_ms, zones_1h.known_at_ms])).any()
+        for side in ("right", "left"):  # known at or before the row's time; strictly before it
+            # The 1h rows known by each row's time are a prefix of them (in known_at order); rows
+            # with the same prefixes are replayed together.
+            known_events = np.searchsorted(events_1h.known_at_ms, rows.known_at_ms, side=side)
+            known_zones = np.searchsorted(zones_1h.known_at_ms, rows.known_at_ms, side=side)
+            replayed = 0
+            for (n_events, n_zones), group in rows.groupby([known_events, known_zones]):
+                replay = add_confluence(group, "15m", {"1h": events_1h.iloc[:n_events]},
+                                        {"1h": zones_1h.iloc[:n_zones]}, lookback_ms)
+                pd.testing.assert_frame_equal(replay[CONFLUENCE_COLUMNS], full.loc[group.index])
+                replayed += len(group)
+            assert replayed == len(rows)
