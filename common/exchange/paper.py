@@ -13,17 +13,25 @@ Matching, one 1m bar at a time, for the orders live before the bar opened:
 The wallet gains realised P&L and pays fees; equity is the wallet (open positions are not
 marked to market).
 
+One book, however many clients: the execution engine and the position manager may run at the
+same time (in the stream's driver, or as their own applications), each with its own
+PaperExchange on the same file. Like a real exchange's, every operation is one at a time (an
+exclusive lock beside the file, across threads and processes) on the newest state (read again
+when another client changed it), so neither loses what the other did.
+
 Like any exchange simulator it can fail on purpose: with CRYPTOBOT_PAPER_FAULT=kill_after_accept
 the process is killed (SIGKILL) right after an order is accepted and stored, before the caller
 hears of it: the crash the execution engine must survive without placing the order twice.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import signal
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -77,81 +85,102 @@ class PaperExchange:
         self.live_from_ms: dict[str, int] = {}  # client id -> first bar open the order can fill in
         self.positions: dict[str, _Position] = {}
         self.processed_to_ms: dict[str, int] = {}  # symbol -> last bar open time matched
-        self._load()
+        self._loaded_version = None  # the state file's (inode, mtime) as last read or written
+        self._depth = 0  # how deep inside _exclusive this client is
+        with self._exclusive():
+            pass
 
     # -- the gateway ---------------------------------------------------------------------------
 
     def market_rules(self, symbol: str) -> MarketRules:
-        if symbol not in self.rules:
-            raise OrderRejected(f"paper exchange: no market rules for {symbol} (no price seen yet)")
-        return self.rules[symbol]
+        with self._exclusive():
+            if symbol not in self.rules:
+                raise OrderRejected(f"paper exchange: no market rules for {symbol} (no price seen yet)")
+            return self.rules[symbol]
 
     def find_order(self, symbol: str, client_order_id: str) -> OrderSnapshot | None:
-        return self.orders.get(client_order_id)
+        with self._exclusive():
+            return self.orders.get(client_order_id)
 
     def place_order(self, request: OrderRequest) -> OrderSnapshot:
-        if request.client_order_id in self.orders:  # sent before: the one order, never a second
-            return self.orders[request.client_order_id]
-        rules = self.market_rules(request.symbol)
-        if request.amount < rules.min_amount:
-            raise OrderRejected(f"amount {request.amount} below the minimum {rules.min_amount}")
-        order = OrderSnapshot(
-            client_order_id=request.client_order_id, exchange_order_id=f"paper-{len(self.orders) + 1}",
-            symbol=request.symbol, side=request.side, order_type=request.order_type, amount=request.amount,
-            filled=ZERO, average_price=None, fee=ZERO, status=OPEN, reduce_only=request.reduce_only,
-            price=request.price, stop_price=request.stop_price, updated_ms=self.now_ms(request.symbol))
-        self.orders[order.client_order_id] = order
-        # Live from the first whole bar after it was placed: the bar in progress is already past.
-        self.live_from_ms[order.client_order_id] = -(-self.now_ms(request.symbol) // MINUTE_MS) * MINUTE_MS
-        self._save()
-        if os.environ.get(FAULT_ENV) == "kill_after_accept":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return order
+        with self._exclusive():
+            if request.client_order_id in self.orders:  # sent before: the one order, never a second
+                return self.orders[request.client_order_id]
+            rules = self.market_rules(request.symbol)
+            if request.amount < rules.min_amount:
+                raise OrderRejected(f"amount {request.amount} below the minimum {rules.min_amount}")
+            order = OrderSnapshot(
+                client_order_id=request.client_order_id, exchange_order_id=f"paper-{len(self.orders) + 1}",
+                symbol=request.symbol, side=request.side, order_type=request.order_type, amount=request.amount,
+                filled=ZERO, average_price=None, fee=ZERO, status=OPEN, reduce_only=request.reduce_only,
+                price=request.price, stop_price=request.stop_price, updated_ms=self.now_ms(request.symbol))
+            self.orders[order.client_order_id] = order
+            # Live from the first whole bar after it was placed: the bar in progress is already past.
+            self.live_from_ms[order.client_order_id] = -(-self.now_ms(request.symbol) // MINUTE_MS) * MINUTE_MS
+            self._save()
+            if os.environ.get(FAULT_ENV) == "kill_after_accept":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return order
 
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderSnapshot:
-        order = self.orders.get(client_order_id)
-        if order is None:
-            raise OrderRejected(f"order {client_order_id} not found")
-        if order.status == OPEN:
-            order = replace(order, status=CANCELED, updated_ms=self.now_ms(symbol), message="cancelled by the user")
-            self.orders[client_order_id] = order
-            self._save()
-        return order
+        with self._exclusive():
+            order = self.orders.get(client_order_id)
+            if order is None:
+                raise OrderRejected(f"order {client_order_id} not found")
+            if order.status == OPEN:
+                order = replace(order, status=CANCELED, updated_ms=self.now_ms(symbol), message="cancelled by the user")
+                self.orders[client_order_id] = order
+                self._save()
+            return order
 
     def open_orders(self, symbol: str | None = None) -> list[OrderSnapshot]:
-        return [o for o in self.orders.values() if o.status == OPEN and (symbol is None or o.symbol == symbol)]
+        with self._exclusive():
+            return [o for o in self.orders.values() if o.status == OPEN and (symbol is None or o.symbol == symbol)]
 
     def position_amount(self, symbol: str) -> Decimal:
-        return self.positions.get(symbol, _Position()).amount
+        with self._exclusive():
+            return self.positions.get(symbol, _Position()).amount
 
     def equity(self) -> Decimal:
-        return self.wallet
+        with self._exclusive():
+            return self.wallet
 
     # -- the market ----------------------------------------------------------------------------
 
     def now_ms(self, symbol: str) -> int:
-        return self.clock_ms.get(symbol, 0)
+        with self._exclusive():
+            return self.clock_ms.get(symbol, 0)
 
     def set_clock(self, symbol: str, now_ms: int) -> None:
-        self.clock_ms[symbol] = max(self.now_ms(symbol), now_ms)
+        with self._exclusive():
+            if now_ms > self.clock_ms.get(symbol, 0):
+                self.clock_ms[symbol] = now_ms
+                self._save()
+
+    def matched_to_ms(self, symbol: str) -> int | None:
+        """The open time of the last bar of `symbol` matched, if any."""
+        with self._exclusive():
+            return self.processed_to_ms.get(symbol)
 
     def set_rules(self, symbol: str, reference_price: Decimal) -> None:
-        if symbol not in self.rules:
-            self.rules[symbol] = paper_market_rules(reference_price)
-            self._save()
+        with self._exclusive():
+            if symbol not in self.rules:
+                self.rules[symbol] = paper_market_rules(reference_price)
+                self._save()
 
     def advance(self, bars: Iterable[Bar]) -> int:
         """Match the open orders against these 1m bars (those already matched are skipped);
         returns how many fills happened."""
-        fills = 0
-        for bar in sorted(bars, key=lambda b: (b.open_time_ms, b.symbol)):
-            if bar.open_time_ms <= self.processed_to_ms.get(bar.symbol, -1):
-                continue
-            fills += self._match_bar(bar)
-            self.processed_to_ms[bar.symbol] = bar.open_time_ms
-            self.set_clock(bar.symbol, bar.open_time_ms + MINUTE_MS - 1)
-        self._save()
-        return fills
+        with self._exclusive():
+            fills = 0
+            for bar in sorted(bars, key=lambda b: (b.open_time_ms, b.symbol)):
+                if bar.open_time_ms <= self.processed_to_ms.get(bar.symbol, -1):
+                    continue
+                fills += self._match_bar(bar)
+                self.processed_to_ms[bar.symbol] = bar.open_time_ms
+                self.set_clock(bar.symbol, bar.open_time_ms + MINUTE_MS - 1)
+            self._save()
+            return fills
 
     def _match_bar(self, bar: Bar) -> int:
         live = [o for o in self.orders.values() if o.status == OPEN and o.symbol == bar.symbol
@@ -216,6 +245,34 @@ class PaperExchange:
 
     # -- persistence ---------------------------------------------------------------------------
 
+    @contextmanager
+    def _exclusive(self):
+        """Hold the book's lock (reentrant for this client) with the newest state loaded."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.state_path.with_name(self.state_path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            self._depth = 1
+            try:
+                if self._file_version() != self._loaded_version:
+                    self._load()
+                yield
+            finally:
+                self._depth = 0
+
+    def _file_version(self):
+        try:
+            stat = self.state_path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
     def _save(self) -> None:
         state = {
             "clock_ms": self.clock_ms, "wallet": str(self.wallet),
@@ -233,11 +290,14 @@ class PaperExchange:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.state_path)  # atomic: a crash leaves the old or the new state
+        self._loaded_version = self._file_version()
 
     def _load(self) -> None:
-        if not self.state_path.exists():
+        version = self._file_version()
+        if version is None:
             return
         state = json.loads(self.state_path.read_text())
+        self._loaded_version = version
         self.clock_ms = {k: int(v) for k, v in state["clock_ms"].items()}
         self.wallet = Decimal(state["wallet"])
         self.rules = {s: MarketRules(**{k: Decimal(v) for k, v in r.items()}) for s, r in state["rules"].items()}

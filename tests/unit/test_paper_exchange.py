@@ -109,3 +109,39 @@ def test_client_order_ids_are_stable_short_and_per_leg():
     assert client_order_id("a" * 64, "sl", 1) != client_order_id("a" * 64, "sl", 0)
     with pytest.raises(ValueError):
         client_order_id("s", "exit")
+
+
+def test_two_clients_of_one_book_see_each_others_orders(tmp_path):
+    """The execution engine and the position manager each hold a PaperExchange on the same
+    file: what one places, the other finds, fills and cancels, and neither's save undoes the
+    other's (the book is read again when another client changed it)."""
+    engine, manager = exchange(tmp_path), exchange(tmp_path)  # both made before any order
+    engine.set_clock("BTCUSDT", T0 - 1)
+    engine.place_order(order("entry", "buy", "limit", 1, price=100))
+    assert manager.advance([bar(0, 100.5, 101, 99.5)]) == 1  # the manager's client fills the engine's order
+    assert engine.find_order("BTCUSDT", client_order_id("sig-1", "entry")).status == "closed"
+    manager.place_order(order("sl", "sell", "stop_market", 1, stop=98, reduce_only=True))
+    engine.place_order(OrderRequest(client_order_id("sig-2", "entry"), "BTCUSDT", "buy", "limit", D(1), D(90)))
+    again = exchange(tmp_path)
+    assert {o.client_order_id for o in again.open_orders("BTCUSDT")} == {
+        client_order_id("sig-1", "sl"), client_order_id("sig-2", "entry")}
+    assert again.position_amount("BTCUSDT") == 1
+
+
+def test_clients_in_threads_at_once_lose_no_order(tmp_path):
+    import threading
+
+    exchange(tmp_path)  # the market's rules on file
+
+    def place(prefix):
+        client = PaperExchange("binance", tmp_path / "paper.json", D(10_000), D("0.02"), D("0.05"), D(2))
+        for n in range(40):
+            client.place_order(OrderRequest(client_order_id(f"{prefix}-{n}", "entry"), "BTCUSDT", "buy", "limit",
+                                            D(1), D(90)))
+
+    threads = [threading.Thread(target=place, args=(p,)) for p in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(exchange(tmp_path).open_orders("BTCUSDT")) == 120
