@@ -15,16 +15,18 @@ column is an error.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DataType, DecimalType, IntegralType, StructType
 
 
-def local_frame(spark: SparkSession, rows: pd.DataFrame | Iterable[Sequence], schema: StructType | str) -> DataFrame:
-    """A DataFrame of `rows` (a pandas frame with the schema's columns, or tuples in the
-    schema's order) with exactly `schema` (a StructType or a DDL string)."""
+def local_frame(spark: SparkSession, rows: pd.DataFrame | Iterable[Sequence | Mapping], schema: StructType | str
+                ) -> DataFrame:
+    """A DataFrame of `rows` (a pandas frame with the schema's columns, tuples in the schema's
+    order, or mappings holding every column by name) with exactly `schema` (a StructType or a
+    DDL string)."""
     import pyarrow as pa
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -33,13 +35,20 @@ def local_frame(spark: SparkSession, rows: pd.DataFrame | Iterable[Sequence], sc
     if isinstance(rows, pd.DataFrame):
         columns = [rows[name].tolist() for name in struct.fieldNames()]
     else:
-        tuples = list(rows)
+        tuples = [tuple(r[name] for name in struct.fieldNames()) if isinstance(r, Mapping) else r for r in rows]
         columns = [list(values) for values in zip(*tuples)] if tuples else [[] for _ in struct.fields]
     arrays = []
     for values, spark_field, arrow_field in zip(columns, struct.fields, arrow_schema):
         convert = _converter(spark_field.name, spark_field.dataType)
         arrays.append(pa.array([None if _missing(v) else convert(v) for v in values], type=arrow_field.type))
     return spark.createDataFrame(pa.Table.from_arrays(arrays, schema=arrow_schema), struct)
+
+
+def stored_values(row: Mapping, schema: StructType) -> dict:
+    """`row`'s values as a frame of it would hold them (None for missing, decimals at their
+    column's scale): to tell whether a row already stored needs writing again."""
+    return {f.name: None if _missing(row[f.name]) else _converter(f.name, f.dataType)(row[f.name])
+            for f in schema.fields if f.name in row}
 
 
 def _missing(value) -> bool:

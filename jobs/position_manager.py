@@ -24,15 +24,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected
 from common.exchange.paper import Bar
-from common.local_frames import local_frame
-from common.trade.lifecycle import TradeState, trade_result
+from common.local_frames import local_frame, stored_values
+from common.trade.lifecycle import Trade, TradeState, trade_result
 from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, reconcile
 from common.trade.sizing import round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
@@ -59,13 +59,18 @@ class ManagerResult:
 
 def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None,
         trading: TradingConfig | None = None) -> ManagerResult:
-    """as_of_ms (paper only): the paper exchange matches the 1m klines up to then, no further."""
+    """as_of_ms (paper only): the paper exchange matches the 1m klines up to then, no further.
+
+    A turn costs the same few reads and writes however many trades it looks after: every
+    trade is rebuilt and decided first, then the turn records what it cancelled and the orders
+    it is about to place (all in one write), places them, records the answers (one write) and
+    writes the positions that changed."""
     trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
     gateway = gateway or build_gateway(config, trading)
     result = ManagerResult()
     active = read_orders(spark, config, ACTIVE_ORDERS)
-    open_positions = read_table(spark, config, "trading.positions_open").collect()
-    signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in open_positions})
+    stored_positions = {p.position_id: p for p in read_table(spark, config, "trading.positions_open").collect()}
+    signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in stored_positions.values()})
     if not signal_ids:
         _check_against_exchange(spark, config, gateway, trading, result)
         return result
@@ -76,18 +81,54 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     orders = _refresh(spark, config, gateway, orders, result)
     signals = {r.signal_id: r for r in read_table(spark, config, "gold.signals_all")
                .where(F.col("signal_id").isin(signal_ids)).collect()}
+    steps = []
     for signal_id in signal_ids:
         rows = [o for o in orders if o.signal_id == signal_id]
         if not rows or signal_id not in signals:
             continue
-        try:  # one market's trouble must not leave every other position unprotected
-            _manage(spark, config, gateway, trading, signals[signal_id], rows, clocks[rows[0].symbol], result)
-        except Exception:
-            log.exception("event=position_manage_failed signal_id=%s symbol=%s", signal_id, rows[0].symbol)
-            result.actions["positions that failed (see the log)"] += 1
+        step = _Step(signals[signal_id], rows, clocks[rows[0].symbol])
+        if _isolated(step, result, lambda: _rebuild(gateway, trading, step)):
+            steps.append(step)
+    extremes = _extremes_since_signals(spark, config, gateway, [s for s in steps if _may_be_void(s, trading)])
+    events: list[dict] = []
+    for step in steps:
+        _isolated(step, result, lambda: _decide(gateway, trading, step, extremes, events, result))
+    audit(spark, config, events)
+    # What was cancelled, and every order about to be placed: the intent is on record before
+    # the exchange can have it, so a turn that dies now leaves nothing untracked.
+    write_orders(spark, config, [r for s in steps for r in s.answers + s.intents])
+    answers = [answer for s in steps for answer in _place(gateway, s, result)]
+    write_orders(spark, config, answers)
+    _store_positions(spark, config, gateway, [s for s in steps if s.trade is not None and not s.failed],
+                     stored_positions, result)
     _check_against_exchange(spark, config, gateway, trading, result)
     log.info("event=positions_managed signals=%d actions=%s", len(signal_ids), dict(result.actions))
     return result
+
+
+@dataclass
+class _Step:
+    """One trade's share of a turn."""
+    signal: Row
+    rows: list[OrderRow]  # its orders, as the exchange last told us
+    now_ms: int
+    trade: Trade | None = None
+    answers: list[OrderRow] = field(default_factory=list)  # what the exchange said to a cancel
+    intents: list[OrderRow] = field(default_factory=list)  # orders to record, then place
+    failed: bool = False
+
+
+def _isolated(step: _Step, result: ManagerResult, work) -> bool:
+    """Run one trade's work; its failure is logged and leaves the others be (one market's
+    trouble must not leave every other position unprotected)."""
+    try:
+        work()
+        return True
+    except Exception:  # noqa: BLE001 - logged with its traceback; the next turn tries again
+        log.exception("event=position_manage_failed signal_id=%s symbol=%s", step.signal.signal_id, step.signal.symbol)
+        result.actions["positions that failed (see the log)"] += 1
+        step.failed = True
+        return False
 
 
 def _check_against_exchange(spark, config, gateway, trading, result: ManagerResult) -> None:
@@ -131,7 +172,8 @@ def _advance_paper(spark, config, gateway, orders: list[OrderRow],
     """Feed the paper exchange the 1m klines after what it has matched; returns each symbol's
     now (the close of its newest 1m kline)."""
     symbols = sorted({o.symbol for o in orders})
-    starts = [gateway.processed_to_ms.get(s, min(o.updated_ms for o in orders if o.symbol == s) - 60_000)
+    matched = {s: gateway.matched_to_ms(s) for s in symbols}
+    starts = [matched[s] if matched[s] is not None else min(o.updated_ms for o in orders if o.symbol == s) - 60_000
               for s in symbols]
     klines = (read_table(spark, config, "silver.unified_klines")
               .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols)
@@ -178,67 +220,105 @@ def _send(gateway, row: OrderRow) -> OrderRow:
         return replace(row, status="rejected", error=str(error))
 
 
-def _manage(spark, config, gateway, trading, signal, rows: list[OrderRow], now_ms: int, result: ManagerResult):
+def _rebuild(gateway, trading, step: _Step) -> None:
+    """The trade as its orders' fills make it (None without an entry order)."""
+    signal, rows = step.signal, step.rows
     entry = next((r for r in rows if r.leg == "entry"), None)
     if entry is None:
         return
     rules = gateway.market_rules(signal.symbol)
     direction = signal.direction
-    trade = rebuild_trade(
+    step.trade = rebuild_trade(
         signal.signal_id, direction, entry.price, round_stop(_d(signal.sl_price), direction, rules),
         round_price(_d(signal.tp1_price), rules), round_price(_d(signal.tp2_price), rules), entry.amount,
         [TradeOrder(r.leg, r.version, r.snapshot()) for r in rows], costs_of(trading), rules,
         Decimal(str(trading.tp1_close_pct)), trading.move_sl_to_breakeven)
-    written: list[OrderRow] = []
+
+
+def _decide(gateway, trading, step: _Step, extremes: dict, events: list[dict], result: ManagerResult) -> None:
+    """Cancel at the exchange what the trade no longer needs (answers kept to record) and
+    prepare the orders it still needs (intents); nothing is placed here."""
+    trade, signal = step.trade, step.signal
+    if trade is None:
+        return
     if trade.state == TradeState.WAITING_ENTRY:
-        reason = _entry_void(spark, config, gateway, signal, trade, entry, trading, now_ms)
+        entry = next(r for r in step.rows if r.leg == "entry")
+        reason = _entry_void(signal, trade, trading, step.now_ms, extremes.get(signal.signal_id))
         if reason and entry.status == "open":
-            written.append(with_snapshot(replace(entry, error=reason), gateway.cancel_order(entry.symbol,
-                                                                                             entry.client_order_id)))
-            written[-1] = replace(written[-1], error=reason)
-            audit(spark, config, [{"entity_type": "order", "entity_id": entry.client_order_id, "from_status": "open",
-                                   "to_status": "canceled", "reason": reason, "actor": ACTOR}])
+            cancelled = with_snapshot(entry, gateway.cancel_order(entry.symbol, entry.client_order_id))
+            step.answers.append(replace(cancelled, error=reason))
+            events.append({"entity_type": "order", "entity_id": entry.client_order_id, "from_status": "open",
+                           "to_status": "canceled", "reason": reason, "actor": ACTOR})
             result.actions["entries cancelled"] += 1
-        write_orders(spark, config, written)
         return
     to_cancel, to_place = reconcile(signal.signal_id, signal.symbol, [TradeOrder(r.leg, r.version, r.snapshot())
-                                                                      for r in rows], desired_orders(trade))
-    by_id = {r.client_order_id: r for r in rows}
+                                                                      for r in step.rows], desired_orders(trade))
+    by_id = {r.client_order_id: r for r in step.rows}
     for order in to_cancel:
         row = by_id[order.snapshot.client_order_id]
-        written.append(with_snapshot(row, gateway.cancel_order(row.symbol, row.client_order_id)))
+        step.answers.append(with_snapshot(row, gateway.cancel_order(row.symbol, row.client_order_id)))
         result.actions["orders cancelled"] += 1
-    for _, request, version in to_place:
-        row = intent_row(request, signal.signal_id, gateway.name, _leg(request.client_order_id), version,
-                         gateway.mode, now_ms)
-        write_orders(spark, config, [row])  # the intent first
-        written.append(_send(gateway, row))
+    # Only once every cancel went through: a new stop never joins an old one still working.
+    step.intents = [intent_row(request, signal.signal_id, gateway.name, _leg(request.client_order_id), version,
+                               gateway.mode, step.now_ms) for _, request, version in to_place]
+
+
+def _place(gateway, step: _Step, result: ManagerResult) -> list[OrderRow]:
+    """Place the step's recorded intents; an order whose sending failed unexpectedly stays on
+    record as `new`, and the next turn looks it up by its client id before sending it."""
+    answers = []
+    for row in step.intents:
+        try:
+            answers.append(_send(gateway, row))
+        except Exception:  # noqa: BLE001 - logged; looked up, never sent blind, next turn
+            log.exception("event=order_send_failed client_order_id=%s", row.client_order_id)
+            result.actions["orders left for the next turn (see the log)"] += 1
+            continue
         result.actions[f"{row.leg} orders placed"] += 1
-    write_orders(spark, config, written)
-    if trade.state == TradeState.CLOSED:
-        _close_position(spark, config, gateway, signal, trade, result)
-    elif trade.state in (TradeState.OPEN, TradeState.TP1_DONE):
-        _store_open_position(spark, config, gateway, signal, trade)
+    return answers
 
 
 def _leg(client_id: str) -> str:
     return client_id.split("-")[2]
 
 
-def _entry_void(spark, config, gateway, signal, trade, entry: OrderRow, trading, now_ms: int) -> str | None:
+def _may_be_void(step: _Step, trading) -> bool:
+    return step.trade is not None and step.trade.state == TradeState.WAITING_ENTRY and _bars_waited(
+        step.signal, step.now_ms) < trading.entry_timeout_bars
+
+
+def _bars_waited(signal, now_ms: int) -> int:
+    return (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
+
+
+def _extremes_since_signals(spark, config, gateway, steps: list[_Step]) -> dict[str, tuple[Decimal, Decimal]]:
+    """signal id -> (highest high, lowest low) of the 1m klines after the signal was known, up
+    to the step's now: one read for every waiting entry of the turn."""
+    if not steps:
+        return {}
+    klines = (read_table(spark, config, "silver.unified_klines")
+              .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m")
+                     & F.col("symbol").isin(sorted({s.signal.symbol for s in steps}))
+                     & (F.col("open_time_ms") > min(s.signal.known_at_ms for s in steps))
+                     & (F.col("close_time_ms") <= max(s.now_ms for s in steps)))
+              .select("symbol", "open_time_ms", "close_time_ms", "high", "low").collect())
+    extremes = {}
+    for step in steps:
+        seen = [k for k in klines if k.symbol == step.signal.symbol and k.open_time_ms > step.signal.known_at_ms
+                and k.close_time_ms <= step.now_ms]
+        if seen:
+            extremes[step.signal.signal_id] = (max(_d(k.high) for k in seen), min(_d(k.low) for k in seen))
+    return extremes
+
+
+def _entry_void(signal, trade, trading, now_ms: int, extremes: tuple[Decimal, Decimal] | None) -> str | None:
     """Why a waiting entry should go: too many bars, or price reached the stop or TP1 first."""
-    interval_ms = INTERVAL_MS[signal.interval]
-    waited = (now_ms - signal.known_at_ms) // interval_ms
+    waited = _bars_waited(signal, now_ms)
     if waited >= trading.entry_timeout_bars:
         return f"entry not filled after {waited} bars (entry_timeout_bars {trading.entry_timeout_bars})"
-    extremes = (read_table(spark, config, "silver.unified_klines")
-                .where((F.col("exchange") == gateway.name) & (F.col("symbol") == signal.symbol)
-                       & (F.col("interval") == "1m") & (F.col("open_time_ms") > signal.known_at_ms)
-                       & (F.col("close_time_ms") <= now_ms))
-                .agg(F.max("high"), F.min("low")).first())
-    if extremes[0] is None:
+    if extremes is None:
         return None
-    high, low = _d(extremes[0]), _d(extremes[1])
+    high, low = extremes
     long = trade.direction == "long"
     if (high >= trade.tp1_price) if long else (low <= trade.tp1_price):
         return "entry void: price reached TP1 first"
@@ -247,53 +327,78 @@ def _entry_void(spark, config, gateway, signal, trade, entry: OrderRow, trading,
     return None
 
 
-def _store_open_position(spark, config, gateway, signal, trade) -> None:
-    from delta.tables import DeltaTable
+def _store_positions(spark, config, gateway, steps: list[_Step], stored: dict, result: ManagerResult) -> None:
+    """trading.positions_open for the open trades whose figures changed (one MERGE); the
+    closed ones into positions_closed once, out of positions_open, their days' P&L again."""
+    open_steps = [s for s in steps if s.trade.state in (TradeState.OPEN, TradeState.TP1_DONE)]
+    _store_open_positions(spark, config, [_open_position_row(gateway, s.signal, s.trade) for s in open_steps], stored)
+    closed = [(s.signal, s.trade) for s in steps if s.trade.state == TradeState.CLOSED]
+    if closed:
+        _close_positions(spark, config, gateway, closed, result)
 
+
+def _open_position_row(gateway, signal, trade) -> dict:
     fees = sum((f.fee for f in trade.fills), Decimal(0))
     realised = sum((((f.price - trade.entry_average) if trade.direction == "long" else (trade.entry_average - f.price))
                     * f.amount for f in trade.fills if f.leg != "entry"), Decimal(0))
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    row = {"position_id": signal.signal_id, "signal_id": signal.signal_id, "strategy": signal.strategy,
-           "exchange": gateway.name, "symbol": signal.symbol, "interval": signal.interval,
-           "direction": trade.direction, "status": trade.state.value, "entry_price": trade.entry_average,
-           "quantity": trade.filled, "remaining_quantity": trade.open_amount, "sl_price": trade.sl_price,
-           "tp1_price": trade.tp1_price, "tp2_price": trade.tp2_price,
-           "tp1_hit": trade.state == TradeState.TP1_DONE, "sl_at_breakeven": trade.sl_price != trade.initial_sl,
-           "realized_pnl": realised, "fees": fees, "mode": gateway.mode, "opened_at": _ts(trade.opened_ms),
-           "updated_at": now}
+    return {"position_id": signal.signal_id, "signal_id": signal.signal_id, "strategy": signal.strategy,
+            "exchange": gateway.name, "symbol": signal.symbol, "interval": signal.interval,
+            "direction": trade.direction, "status": trade.state.value, "entry_price": trade.entry_average,
+            "quantity": trade.filled, "remaining_quantity": trade.open_amount, "sl_price": trade.sl_price,
+            "tp1_price": trade.tp1_price, "tp2_price": trade.tp2_price,
+            "tp1_hit": trade.state == TradeState.TP1_DONE, "sl_at_breakeven": trade.sl_price != trade.initial_sl,
+            "realized_pnl": realised, "fees": fees, "mode": gateway.mode, "opened_at": _ts(trade.opened_ms),
+            "updated_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+
+
+# What a position's MERGE leaves as it was: its key, when it opened, and when it was last written.
+_NOT_UPDATED = ("position_id", "opened_at")
+
+
+def _store_open_positions(spark, config, rows: list[dict], stored: dict) -> None:
+    from delta.tables import DeltaTable
+
     schema = read_table(spark, config, "trading.positions_open").schema
-    frame = local_frame(spark, [tuple(row[f.name] for f in schema)], schema)
+    compared = [f.name for f in schema.fields if f.name not in _NOT_UPDATED + ("updated_at",)]
+    changed = [row for row in rows if row["position_id"] not in stored or any(
+        stored_values(row, schema)[c] != stored[row["position_id"]][c] for c in compared)]
+    if not changed:
+        return
     (DeltaTable.forPath(spark, location_of(config, "trading.positions_open")).alias("t")
-     .merge(frame.alias("s"), "t.position_id = s.position_id")
-     .whenMatchedUpdate(set={c: f"s.{c}" for c in row if c not in ("position_id", "opened_at")})
+     .merge(local_frame(spark, changed, schema).alias("s"), "t.position_id = s.position_id")
+     .whenMatchedUpdate(set={f.name: f"s.{f.name}" for f in schema.fields if f.name not in _NOT_UPDATED})
      .whenNotMatchedInsertAll().execute())
 
 
-def _close_position(spark, config, gateway, signal, trade, result: ManagerResult) -> None:
-    """positions_closed once (keyed by position id), out of positions_open, the day's P&L again."""
+def _close_positions(spark, config, gateway, closed: list[tuple], result: ManagerResult) -> None:
+    """positions_closed once (keyed by position id), out of positions_open, the days' P&L again."""
     from delta.tables import DeltaTable
 
-    figures = trade_result(trade)
-    closed_at = _ts(trade.closed_ms)
-    row = {"position_id": signal.signal_id, "signal_id": signal.signal_id, "strategy": signal.strategy,
-           "exchange": gateway.name, "symbol": signal.symbol, "interval": signal.interval,
-           "direction": trade.direction, "entry_price": figures.entry_average, "exit_price": figures.exit_average,
-           "quantity": figures.amount, "realized_pnl": figures.gross_pnl, "fees": figures.fees,
-           "net_pnl": figures.net_pnl, "r_multiple": figures.r_multiple, "exit_reason": figures.exit_reason,
-           "mode": gateway.mode, "opened_at": _ts(trade.opened_ms), "closed_at": closed_at,
-           "hold_minutes": (trade.closed_ms - trade.opened_ms) / 60_000, "close_date": closed_at.date()}
+    rows, events = [], []
+    for signal, trade in closed:
+        figures = trade_result(trade)
+        closed_at = _ts(trade.closed_ms)
+        rows.append({"position_id": signal.signal_id, "signal_id": signal.signal_id, "strategy": signal.strategy,
+                     "exchange": gateway.name, "symbol": signal.symbol, "interval": signal.interval,
+                     "direction": trade.direction, "entry_price": figures.entry_average,
+                     "exit_price": figures.exit_average, "quantity": figures.amount,
+                     "realized_pnl": figures.gross_pnl, "fees": figures.fees, "net_pnl": figures.net_pnl,
+                     "r_multiple": figures.r_multiple, "exit_reason": figures.exit_reason, "mode": gateway.mode,
+                     "opened_at": _ts(trade.opened_ms), "closed_at": closed_at,
+                     "hold_minutes": (trade.closed_ms - trade.opened_ms) / 60_000, "close_date": closed_at.date()})
+        events.append({"entity_type": "position", "entity_id": signal.signal_id, "from_status": "open",
+                       "to_status": "closed", "reason": figures.exit_reason,
+                       "details": {"net_pnl": str(figures.net_pnl)}, "actor": ACTOR})
+        result.actions[f"positions closed ({figures.exit_reason})"] += 1
     schema = read_table(spark, config, "trading.positions_closed").schema
-    frame = local_frame(spark, [tuple(row[f.name] for f in schema)], schema)
     (DeltaTable.forPath(spark, location_of(config, "trading.positions_closed")).alias("t")
-     .merge(frame.alias("s"), "t.position_id = s.position_id").whenNotMatchedInsertAll().execute())
+     .merge(local_frame(spark, rows, schema).alias("s"), "t.position_id = s.position_id")
+     .whenNotMatchedInsertAll().execute())
     DeltaTable.forPath(spark, location_of(config, "trading.positions_open")).delete(
-        F.col("position_id") == signal.signal_id)
-    audit(spark, config, [{"entity_type": "position", "entity_id": signal.signal_id, "from_status": "open",
-                           "to_status": "closed", "reason": figures.exit_reason,
-                           "details": {"net_pnl": str(figures.net_pnl)}, "actor": ACTOR}])
-    _store_daily_pnl(spark, config, gateway, closed_at.date())
-    result.actions[f"positions closed ({figures.exit_reason})"] += 1
+        F.col("position_id").isin([r["position_id"] for r in rows]))
+    audit(spark, config, events)
+    for day in sorted({r["close_date"] for r in rows}):
+        _store_daily_pnl(spark, config, gateway, day)
 
 
 def _store_daily_pnl(spark, config, gateway, day) -> None:
@@ -311,9 +416,9 @@ def _store_daily_pnl(spark, config, gateway, day) -> None:
            "equity_start": equity_end - net, "equity_end": equity_end,
            "updated_at": datetime.now(timezone.utc).replace(tzinfo=None)}
     schema = read_table(spark, config, "trading.daily_pnl").schema
-    frame = local_frame(spark, [tuple(row[f.name] for f in schema)], schema)
     (DeltaTable.forPath(spark, location_of(config, "trading.daily_pnl")).alias("t")
-     .merge(frame.alias("s"), "t.pnl_date = s.pnl_date AND t.exchange = s.exchange AND t.mode = s.mode")
+     .merge(local_frame(spark, [row], schema).alias("s"),
+            "t.pnl_date = s.pnl_date AND t.exchange = s.exchange AND t.mode = s.mode")
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 

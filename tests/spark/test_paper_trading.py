@@ -50,6 +50,10 @@ def minute(n, o, h, l, start_ms=T0):
             "kafka_offset": n}
 
 
+def latest_version(spark, table):
+    return spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first().version
+
+
 def orders(spark):
     return {(r.leg, r.version): r for r in spark.table("trading.orders").where(f"signal_id = '{SIGNAL}'").collect()}
 
@@ -99,6 +103,10 @@ def test_a_confirmed_signal_traded_from_entry_to_tp2(spark, config, trading_symb
     assert (after_tp1[("sl", 1)].stop_price, after_tp1[("sl", 1)].amount) == (D("100.08"), D(25))  # breakeven
     position = spark.table("trading.positions_open").where(f"signal_id = '{SIGNAL}'").first()
     assert (position.status, position.remaining_quantity, position.sl_at_breakeven) == ("tp1_done", D(25), True)
+    # A turn with no new kline finds nothing changed, and writes nothing.
+    versions = {t: latest_version(spark, t) for t in ("trading.orders", "trading.positions_open")}
+    position_manager.run(spark, config)
+    assert {t: latest_version(spark, t) for t in versions} == versions
 
     append(spark, "silver.unified_klines", [minute(64, 105, 108.2, 104.8)])  # TP2
     position_manager.run(spark, config)
