@@ -82,8 +82,8 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     next_manage = time.monotonic()
     try:
         while not stop.is_set() and all(q.isActive for q in queries):
-            if trading and time.monotonic() >= next_manage:
-                trading_jobs.manage_positions()
+            # False while the scorer and execution engine run in this driver: a second later again.
+            if trading and time.monotonic() >= next_manage and trading_jobs.manage_positions():
                 next_manage = time.monotonic() + config.streaming.position_manager_interval_seconds
             stop.wait(1.0)
     finally:

@@ -6,8 +6,10 @@ batch that found signals, and the position manager on its cadence.
   batch. The batches of a query run one after another, so two runs of a job never overlap,
   and the scorer's writes to gold.signals_all never race the signals query's (Delta would
   fail one of two concurrent writers to a table). The position manager's turn runs in the
-  driver's main thread and can commit to trading.audit_log while the signals query writes it:
-  the query runs that write again (common/delta_conflicts.py), the manager at its next turn.
+  driver's main thread, never at the same time as the scorer and execution engine (both write
+  trading.orders and the audit log): a turn due while they run waits for them to finish, and
+  they wait for a turn under way. It can still commit to trading.audit_log while the signals
+  query writes it: the query runs that write again (common/delta_conflicts.py).
 - `off`: neither; for a replay of history (what it finds is scored and traded as of its own
   time by `cryptobot demo`, not as of the end of the replay).
 - `spark_submit`: each job is its own application, `spark-submit jobs/<job>.py` (the
@@ -42,12 +44,29 @@ class TradingJobs:
         self.submit_prefix = submit_prefix or submit_command(config)
         self._running: dict[tuple[str, ...], threading.Thread] = {}
         self._lock = threading.Lock()
+        self._trading = threading.Lock()  # in_process: one trading job at a time
 
     def after_signals(self) -> None:
-        self._run(lambda: score_and_execute(self.spark, self.config), SCORE_THEN_EXECUTE)
+        def in_process():
+            with self._trading:
+                score_and_execute(self.spark, self.config)
+        self._run(in_process, SCORE_THEN_EXECUTE)
 
-    def manage_positions(self) -> None:
-        self._run(lambda: _manage_in_process(self.spark, self.config), MANAGE)
+    def manage_positions(self) -> bool:
+        """Run (in_process) or submit a position manager turn; False when it must wait because
+        the scorer and execution engine are running in this driver (a submitted turn that is
+        still running when the next is due is skipped, see submit)."""
+        if self.mode == "in_process":
+            if not self._trading.acquire(blocking=False):
+                return False
+            try:
+                _manage_in_process(self.spark, self.config)
+            finally:
+                self._trading.release()
+            return True
+        if self.mode == "spark_submit":
+            self.submit(MANAGE)
+        return True
 
     def _run(self, in_process, jobs: tuple[str, ...]) -> None:
         if self.mode == "in_process":

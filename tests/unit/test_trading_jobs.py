@@ -58,3 +58,35 @@ def test_the_default_command_is_this_machines_spark_submit_with_the_streams_sett
     assert command[1:3] == ["--master", "local[1]"] and "--properties-file" in command
     custom = load_config(env={"CRYPTOBOT_STREAMING__JOB_SUBMIT_COMMAND": "spark-submit --master yarn"})
     assert submit_command(custom) == ["spark-submit", "--master", "yarn"]
+
+
+def test_in_process_the_manager_never_runs_beside_the_scorer_and_execution_engine(monkeypatch):
+    """Both write trading.orders and the audit log: in the stream's driver the manager's turn
+    waits (manage_positions says False) while they run, and they wait for its turn. The jobs
+    are stood in for by functions that note when they run."""
+    import threading
+    import time
+
+    import streaming.trading_jobs as trading_jobs
+
+    spans, inside = [], threading.Event()
+
+    def job(name, seconds):
+        def run(spark, config):
+            inside.set()
+            started = time.monotonic()
+            time.sleep(seconds)
+            spans.append((name, started, time.monotonic()))
+        return run
+
+    monkeypatch.setattr(trading_jobs, "score_and_execute", job("score", 0.5))
+    monkeypatch.setattr(trading_jobs, "_manage_in_process", job("manage", 0.3))
+    jobs = TradingJobs(None, load_config(env={"CRYPTOBOT_STREAMING__TRADING_JOBS": "in_process"}), submit_prefix=["-"])
+    signals_batch = threading.Thread(target=jobs.after_signals)
+    signals_batch.start()
+    inside.wait(5)
+    assert jobs.manage_positions() is False  # the scorer is running: the turn waits
+    signals_batch.join()
+    assert jobs.manage_positions() is True
+    (first, _, score_end), (second, manage_start, _) = spans
+    assert (first, second) == ("score", "manage") and manage_start >= score_end
