@@ -7,7 +7,9 @@ entry order of the signal it made is acknowledged, on the live path:
 all of it the real code, run as `cryptobot produce` and `cryptobot stream` run it (the producer
 in a thread, the stream on its processing-time triggers), in one process with the fake exchange.
 Paper trading (the default): the order goes to the paper exchange, whose answer is the
-acknowledgement; `trading.orders.created_at` is stamped the moment that answer is back.
+acknowledgement. Its moment is the commit of the first version of trading.orders in which the
+entry's row holds the exchange's answer (no longer the `new` intent the engine records before
+sending), found in the table's history once the candle is done.
 
 The exchange's clock is the bench's: it stands still between candles and, for each candle
 measured, jumps to the candle's close and then runs at the wall clock's pace, so the producer's
@@ -51,7 +53,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.config import INTERVAL_MS, load_config  # noqa: E402
+from common.config import load_config  # noqa: E402
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -160,6 +162,7 @@ class ModeResult:
     latencies_s: list[float] = field(default_factory=list)
     to_signal_s: list[float] = field(default_factory=list)
     to_scored_s: list[float] = field(default_factory=list)
+    to_intent_s: list[float] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -171,6 +174,7 @@ class ModeResult:
                  f"p95 {p95:6.1f} s   max {ordered[-1]:6.1f} s",
                  f"{'':<13} medians: close -> signal row {statistics.median(self.to_signal_s):5.1f} s, "
                  f"-> scored {statistics.median(self.to_scored_s):5.1f} s, "
+                 f"-> entry's intent recorded {statistics.median(self.to_intent_s):5.1f} s, "
                  f"-> order acknowledged {statistics.median(ordered):5.1f} s"]
         if self.missed:
             lines.append(f"{'':<13} not measured: {'; '.join(self.missed)}")
@@ -198,15 +202,43 @@ def quiet(spark, settle_s: float = 3.0, timeout_s: float = 600.0) -> bool:
     return False
 
 
-def entry_orders(spark, signal_ids: list[str]) -> dict[str, float]:
-    """signal id -> wall time (s) its entry order's acknowledgement was recorded."""
+def entry_orders(spark, signal_ids: list[str]) -> dict[str, tuple[str, float]]:
+    """signal id -> (its entry's client order id, wall time (s) its intent was recorded)."""
     from pyspark.sql import functions as F
 
     if not signal_ids:
         return {}
     rows = (spark.table("trading.orders").where((F.col("leg") == "entry") & F.col("signal_id").isin(signal_ids))
-            .select("signal_id", F.unix_micros("created_at").alias("us")).collect())
-    return {r.signal_id: r.us / 1e6 for r in rows}
+            .select("signal_id", "client_order_id", F.unix_micros("created_at").alias("us")).collect())
+    return {r.signal_id: (r.client_order_id, r.us / 1e6) for r in rows}
+
+
+def acknowledged_s(spark, client_order_id: str) -> float | None:
+    """Wall time (s) of the commit that first recorded the exchange's answer to the order: the
+    first version of trading.orders in which its row is no longer `new` (a binary search of the
+    table's history: once answered, a row never goes back to `new`)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    location = spark.sql("DESCRIBE DETAIL trading.orders").first().location
+    commits = sorted((r.version, r.ms) for r in DeltaTable.forPath(spark, location).history()
+                     .select("version", F.unix_millis("timestamp").alias("ms")).collect())
+
+    def answered(version: int) -> bool:
+        rows = (spark.read.format("delta").option("versionAsOf", version).load(location)
+                .where(F.col("client_order_id") == client_order_id).select("status").collect())
+        return bool(rows) and rows[0].status not in ("new", "unknown")
+
+    low, high = 0, len(commits) - 1
+    if not answered(commits[high][0]):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if answered(commits[middle][0]):
+            high = middle
+        else:
+            low = middle + 1
+    return commits[low][1] / 1000
 
 
 def main() -> None:
@@ -347,24 +379,21 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
                 continue
             clock.run_from(close_ms)
             deadline = time.monotonic() + args.timeout_seconds
-            measured = False
+            measured = None  # (the first signal with an entry, the wall time of the candle's close)
             while time.monotonic() < deadline and not measured:
-                time.sleep(0.5)
+                # The times measured come from the tables, not from this poll: a slow poll only
+                # spares the 2 cores the load of asking.
+                time.sleep(2.0)
                 fresh = (spark.table("gold.signals_all")
                          .where((F.col("interval") == "1m") & (F.col("known_at_ms") == close_ms - 1))
                          .select("signal_id", "status", F.unix_micros("created_at").alias("created_us"),
                                  F.unix_micros("scored_at").alias("scored_us")).collect())
                 fresh = [r for r in fresh if r.signal_id not in seen]
-                acks = entry_orders(spark, [r.signal_id for r in fresh])
-                if acks:
-                    first = min(fresh, key=lambda r: acks.get(r.signal_id, float("inf")))
+                entries = entry_orders(spark, [r.signal_id for r in fresh])
+                if entries:
+                    first = min((r for r in fresh if r.signal_id in entries), key=lambda r: entries[r.signal_id][1])
                     closed_wall = clock.wall_when(close_ms)
-                    result.latencies_s.append(acks[first.signal_id] - closed_wall)
-                    result.to_signal_s.append(first.created_us / 1e6 - closed_wall)
-                    result.to_scored_s.append((first.scored_us or first.created_us) / 1e6 - closed_wall)
-                    measured = True
-                    print(f"  {mode} candle {len(result.latencies_s):2d} (step {step}): "
-                          f"{result.latencies_s[-1]:5.1f} s", flush=True)
+                    measured = (first, closed_wall)
                 elif fresh and all(r.status in ("expired", "rejected", "cancelled") for r in fresh):
                     result.missed.append(f"step {step}: {', '.join(sorted({r.status for r in fresh}))}")
                     break
@@ -372,6 +401,19 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
                 result.missed.append(f"step {step}: no signal")
             clock.freeze()
             quiet(spark, settle_s=max(3.0, 2 * args.trigger_seconds))
+            if measured:
+                first, closed_wall = measured
+                client_id, intent_s = entries[first.signal_id]
+                acknowledged = acknowledged_s(spark, client_id)
+                if acknowledged is None:
+                    result.missed.append(f"step {step}: the entry's answer never recorded")
+                else:
+                    result.latencies_s.append(acknowledged - closed_wall)
+                    result.to_signal_s.append(first.created_us / 1e6 - closed_wall)
+                    result.to_scored_s.append((first.scored_us or first.created_us) / 1e6 - closed_wall)
+                    result.to_intent_s.append(intent_s - closed_wall)
+                    print(f"  {mode} candle {len(result.latencies_s):2d} (step {step}): "
+                          f"{result.latencies_s[-1]:5.1f} s", flush=True)
             seen |= {r.signal_id for r in spark.table("gold.signals_all").select("signal_id").collect()}
     finally:
         stop.set()
