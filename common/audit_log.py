@@ -8,15 +8,18 @@ from pyspark.sql import DataFrame, SparkSession
 
 from common.catalog import location_of
 from common.config import AppConfig
+from common.delta_conflicts import retry_on_conflict
 
 
 def append_audit(spark: SparkSession, config: AppConfig, audit: DataFrame) -> None:
-    """Insert the audit rows whose event_id is not there yet."""
+    """Insert the audit rows whose event_id is not there yet. Every writer of the table audits
+    through here, so two of them often meet on a day's partition: the MERGE that loses the race
+    runs again (keyed on event_id, a repeat adds nothing)."""
     from delta.tables import DeltaTable
 
     target = DeltaTable.forPath(spark, location_of(config, "trading.audit_log"))
-    (target.alias("t").merge(audit.alias("s"), "t.event_id = s.event_id")
-     .whenNotMatchedInsertAll().execute())
+    retry_on_conflict(lambda: (target.alias("t").merge(audit.alias("s"), "t.event_id = s.event_id")
+                               .whenNotMatchedInsertAll().execute()), "trading.audit_log")
 
 
 def append_applied_moves(spark: SparkSession, config: AppConfig, audit: DataFrame) -> None:

@@ -150,7 +150,7 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
             F.to_json(F.struct("strategy", "exchange", "symbol", "interval", "direction",
                                "known_at_ms")).alias("details"),
             F.lit("signal_scanner").alias("actor"), now.alias("event_time"), F.current_date().alias("event_date"))
-        retry_on_conflict(lambda: append_audit(spark, config, audit), "trading.audit_log")
+        append_audit(spark, config, audit)  # retried as well when it loses a race
         return count
     finally:
         signals.unpersist()

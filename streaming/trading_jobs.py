@@ -9,7 +9,7 @@ batch that found signals, and the position manager on its cadence.
   driver's main thread, never at the same time as the scorer and execution engine (both write
   trading.orders and the audit log): a turn due while they run waits for them to finish, and
   they wait for a turn under way. It can still commit to trading.audit_log while the signals
-  query writes it: the query runs that write again (common/delta_conflicts.py).
+  query writes it: whichever loses runs its write again (common/audit_log.py).
 - `off`: neither; for a replay of history (what it finds is scored and traded as of its own
   time by `cryptobot demo`, not as of the end of the replay).
 - `spark_submit`: each job is its own application, `spark-submit jobs/<job>.py` (the
