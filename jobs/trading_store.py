@@ -155,7 +155,7 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
                "filled": r.filled, "average_price": r.average_price, "fee": r.fee, "fee_currency": "USDT",
                "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode, "error": r.error,
                "created_at": now, "updated_at": _ts(r.updated_ms)} for r in rows]
-    frame = local_frame(spark, [tuple(v[f.name] for f in schema) for v in values], schema)
+    frame = local_frame(spark, values, schema)
     target = DeltaTable.forPath(spark, location_of(config, "trading.orders"))
     update = {c: f"s.{c}" for c in frame.columns if c not in ("created_at", "order_id", "client_order_id")}
     (target.alias("t").merge(frame.alias("s"), "t.client_order_id = s.client_order_id")

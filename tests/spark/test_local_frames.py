@@ -5,8 +5,9 @@ from decimal import Decimal
 
 import pandas as pd
 import pytest
+from pyspark.sql.types import StructType
 
-from common.local_frames import local_frame
+from common.local_frames import local_frame, stored_values
 
 SCHEMA = ("id string, n int, big bigint, price decimal(38,18), ratio double, flag boolean, at timestamp, "
           "day date, reason string")
@@ -17,6 +18,15 @@ def test_tuples_come_out_as_spark_own_conversion_gives_them(spark):
              date(2026, 8, 26), "stop loss"),
             ("b", None, None, None, None, None, None, None, None)]
     assert local_frame(spark, rows, SCHEMA).collect() == spark.createDataFrame(rows, SCHEMA).collect()
+
+
+def test_mappings_by_column_name_give_the_rows_tuples_give(spark):
+    schema = "id string, n int, price decimal(38,18)"
+    rows = [{"price": Decimal("1.5"), "id": "a", "n": 1, "ignored": "x"}, {"id": "b", "n": None, "price": 2}]
+    assert local_frame(spark, rows, schema).collect() == local_frame(
+        spark, [("a", 1, Decimal("1.5")), ("b", None, 2)], schema).collect()
+    assert stored_values(rows[1], StructType.fromDDL(schema)) == {"id": "b", "n": None,
+                                                                   "price": Decimal("2").quantize(Decimal("1e-18"))}
 
 
 def test_naive_times_are_utc_whatever_the_process_timezone(spark):
