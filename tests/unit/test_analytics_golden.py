@@ -38,14 +38,20 @@ def bars_from(closes, spread=0.5):
     return frame
 
 
+def break_rows(events):
+    """The breaks among the events, as (kind, direction, level, swing time, its confirmation,
+    breaking bar's time, its close, distance in ATRs)."""
+    return [(e["event_type"], e["direction"], e["level"], e["swing_time_ms"], e["swing_confirmed_ms"],
+             e["bar_time_ms"], e["bar_close"], e["distance_atr"]) for e in events if e["event_type"] != "WARNING"]
+
+
 def test_bos_then_choch_with_their_levels_and_times():
     # Up to a swing high of 10.5 at bar 3 (confirmed at bar 5 with L=2), a dip to a swing low
     # of 6.5 at bar 6 (confirmed at 8), a close of 12 above 10.5 at bar 9: bullish BOS
     # (no trend before). Then a close of 5 below 6.5 at bar 10: bearish CHoCH.
     closes = [7, 8, 9, 10, 9, 8, 7, 8, 9, 12, 5]
     events, state = structure_events(bars_from(closes), StructureState(), 0, strength=2, warning_atr=0.0)
-    breaks = [(e["event_type"], e["direction"], e["level"], e["swing_time_ms"], e["swing_confirmed_ms"],
-               e["bar_time_ms"], e["bar_close"], e["distance_atr"]) for e in events if e["event_type"] != "WARNING"]
+    breaks = break_rows(events)
     assert breaks == [
         ("BOS", "bullish", 10.5, 3 * 60_000, 5 * 60_000 + 59_999, 9 * 60_000, 12.0, 1.5),
         ("CHOCH", "bearish", 6.5, 6 * 60_000, 8 * 60_000 + 59_999, 10 * 60_000, 5.0, 1.5),
@@ -63,8 +69,7 @@ def test_bearish_bos_in_a_bearish_trend_then_bullish_choch_of_the_latest_swing_h
     # 8), so the close of 13 at bar 14, under 13.5, is above the latest swing high: a bullish CHoCH.
     closes = [13, 12, 11, 10, 11, 12, 13, 12, 11, 8, 9, 10, 9, 6, 13]
     events, state = structure_events(bars_from(closes), StructureState(), 0, strength=2, warning_atr=0.0)
-    breaks = [(e["event_type"], e["direction"], e["level"], e["swing_time_ms"], e["swing_confirmed_ms"],
-               e["bar_time_ms"], e["bar_close"], e["distance_atr"]) for e in events if e["event_type"] != "WARNING"]
+    breaks = break_rows(events)
     assert breaks == [
         ("BOS", "bearish", 9.5, 3 * 60_000, 5 * 60_000 + 59_999, 9 * 60_000, 8.0, 1.5),
         ("BOS", "bearish", 7.5, 9 * 60_000, 11 * 60_000 + 59_999, 13 * 60_000, 6.0, 1.5),
@@ -80,8 +85,7 @@ def test_a_bearish_close_in_a_bearish_trend_carried_in_the_state_is_a_bos_and_a_
     closes = [13, 12, 11, 10, 11, 12, 13, 12, 11, 8, 15]
     events, state = structure_events(bars_from(closes), StructureState(trend="bearish"), 0, strength=2,
                                      warning_atr=0.0)
-    breaks = [(e["event_type"], e["direction"], e["level"], e["swing_time_ms"], e["swing_confirmed_ms"],
-               e["bar_time_ms"], e["bar_close"], e["distance_atr"]) for e in events if e["event_type"] != "WARNING"]
+    breaks = break_rows(events)
     assert breaks == [
         ("BOS", "bearish", 9.5, 3 * 60_000, 5 * 60_000 + 59_999, 9 * 60_000, 8.0, 1.5),
         ("CHOCH", "bullish", 13.5, 6 * 60_000, 8 * 60_000 + 59_999, 10 * 60_000, 15.0, 1.5),
