@@ -178,7 +178,8 @@ class PaperExchange:
                     continue
                 fills += self._match_bar(bar)
                 self.processed_to_ms[bar.symbol] = bar.open_time_ms
-                self.set_clock(bar.symbol, bar.open_time_ms + MINUTE_MS - 1)
+                # (not set_clock, which saves: the book is saved once, after the last bar)
+                self.clock_ms[bar.symbol] = max(self.clock_ms.get(bar.symbol, 0), bar.open_time_ms + MINUTE_MS - 1)
             self._save()
             return fills
 
