@@ -29,6 +29,15 @@ ACTIVE_ORDER_STATUSES = ("new", "unknown", "open")
 # The same as a condition on trading.orders, for read_orders.
 ACTIVE_ORDERS = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_ORDER_STATUSES) + ")"
 
+# An order's record only moves forward: new -> unknown -> open -> closed | canceled | rejected,
+# its filled amount never shrinks, and a final status is never changed. Two writers (the
+# execution engine and the position manager as their own applications) may hold different
+# snapshots of one order; the later write of the older one must not undo what is known.
+STATUS_RANK = "CASE {0}.status WHEN 'new' THEN 0 WHEN 'unknown' THEN 1 WHEN 'open' THEN 2 ELSE 3 END"
+ORDER_MOVES_FORWARD = (f"t.status IN ({', '.join(repr(s) for s in ACTIVE_ORDER_STATUSES)}) "
+                       f"AND {STATUS_RANK.format('s')} >= {STATUS_RANK.format('t')} "
+                       "AND coalesce(s.filled, 0) >= coalesce(t.filled, 0)")
+
 
 def check_live_allowed(trading: TradingConfig, env=None) -> None:
     """Live trading (paper_trading = false and use_testnet = false) needs the environment's
@@ -142,6 +151,8 @@ def read_orders(spark: SparkSession, config: AppConfig, where: str) -> list[Orde
 
 
 def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -> None:
+    """Insert new orders; update a recorded one only where the row moves it forward
+    (ORDER_MOVES_FORWARD): a stale snapshot changes nothing, and the next read shows the truth."""
     if not rows:
         return
     from delta.tables import DeltaTable
@@ -159,7 +170,7 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
     target = DeltaTable.forPath(spark, location_of(config, "trading.orders"))
     update = {c: f"s.{c}" for c in frame.columns if c not in ("created_at", "order_id", "client_order_id")}
     (target.alias("t").merge(frame.alias("s"), "t.client_order_id = s.client_order_id")
-     .whenMatchedUpdate(set=update).whenNotMatchedInsertAll().execute())
+     .whenMatchedUpdate(condition=ORDER_MOVES_FORWARD, set=update).whenNotMatchedInsertAll().execute())
 
 
 def audit(spark: SparkSession, config: AppConfig, events: list[dict]) -> None:

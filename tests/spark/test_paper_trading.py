@@ -229,3 +229,37 @@ def test_the_limits_are_the_accounts_a_testnet_position_takes_no_room_on_paper(s
         assert (entry.mode, entry.status, entry.leg) == ("paper", "open", "entry")
     finally:
         trading_symbol("max_open_positions", "3")
+
+
+def test_an_orders_record_only_moves_forward(spark, config):
+    """Two writers with different snapshots of one order (the engine and the manager as their
+    own applications): the later write of an older snapshot changes nothing."""
+    from dataclasses import replace
+
+    from common.exchange.gateway import OrderRequest
+    from jobs.trading_store import intent_row, read_orders, write_orders
+
+    cid = client_order_id("paper-forward", "entry", 0)
+    intent = intent_row(OrderRequest(cid, "PAPUSDT", "buy", "limit", D(10), D(100)), "paper-forward", "binance",
+                        "entry", 0, "paper", T0)
+
+    def stored():
+        row = read_orders(spark, config, f"client_order_id = '{cid}'")[0]
+        return row.status, row.filled
+
+    try:
+        write_orders(spark, config, [intent])
+        open_half = replace(intent, status="open", filled=D(5), exchange_order_id="x1", updated_ms=T0 + M)
+        write_orders(spark, config, [open_half])
+        assert stored() == ("open", D(5))
+        write_orders(spark, config, [intent])  # the intent again (a stale writer): not back to new
+        write_orders(spark, config, [replace(intent, status="unknown")])  # nor to unknown
+        write_orders(spark, config, [replace(open_half, filled=D(2))])  # nor a smaller fill
+        assert stored() == ("open", D(5))
+        write_orders(spark, config, [replace(open_half, status="closed", filled=D(10))])
+        assert stored() == ("closed", D(10))
+        write_orders(spark, config, [open_half])
+        write_orders(spark, config, [replace(open_half, status="canceled", filled=D(10))])
+        assert stored() == ("closed", D(10))  # final: neither reopened nor turned into another ending
+    finally:
+        spark.sql(f"DELETE FROM trading.orders WHERE client_order_id = '{cid}'")
