@@ -63,5 +63,11 @@ def _utc(epoch_s: float) -> datetime:
 
 
 def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The error's first line; for an error raised in the JVM (py4j's Py4JJavaError, whose first
+    line is only "An error occurred while calling o784.execute."), the Java exception's."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if lines[0].startswith("An error occurred while calling") and len(lines) > 1:
+        return lines[1].removeprefix(": ").strip()
+    return lines[0]

@@ -104,10 +104,24 @@ class TradingJobs:
                 log.error("event=job_submit_failed job=%s error=%s", job, error)
                 return
             if finished.returncode != 0:
-                log.error("event=job_failed job=%s exit=%d stderr=%s", job, finished.returncode,
-                          finished.stderr[-2000:].replace("\n", " | "))
+                log.error("event=job_failed job=%s exit=%d error=%s stderr=%s", job, finished.returncode,
+                          raised_in(finished.stderr), finished.stderr[-2000:].replace("\n", " | "))
                 return
             log.info("event=job_finished job=%s output=%s", job, finished.stdout.strip().replace("\n", "; "))
+
+
+def raised_in(stderr: str) -> str:
+    """The exception a failed job's Python traceback ends on (its line at the left margin after
+    the last "Traceback", with the Java exception's line after a Py4JJavaError), or "" when the
+    output has none: the tail of stderr is mostly Spark's shutdown and the JVM's stack frames."""
+    if "Traceback (most recent call last):" not in stderr:
+        return ""
+    after = stderr.rsplit("Traceback (most recent call last):", 1)[1].splitlines()
+    for n, line in enumerate(after):
+        if line and not line[0].isspace():
+            following = after[n + 1] if n + 1 < len(after) else ""
+            return f"{line} {following}".strip() if following.startswith(": ") else line
+    return ""
 
 
 def submit_command(config: AppConfig) -> list[str]:

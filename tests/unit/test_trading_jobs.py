@@ -90,3 +90,33 @@ def test_in_process_the_manager_never_runs_beside_the_scorer_and_execution_engin
     assert jobs.manage_positions() is True
     (first, _, score_end), (second, manage_start, _) = spans
     assert (first, second) == ("score", "manage") and manage_start >= score_end
+
+
+def test_a_failed_jobs_log_line_names_the_exception_not_the_jvms_stack():
+    from streaming.trading_jobs import raised_in
+
+    stderr = "\n".join([
+        "2026-12-02T15:41:20Z level=WARN logger=X something", "Traceback (most recent call last):",
+        '  File "/work/jobs/statistical_scorer.py", line 300, in <module>', "    main()",
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o784.execute.",
+        ": io.delta.exceptions.ConcurrentAppendException: Files were added to the root of the table",
+        "\tat org.apache.spark.sql.delta.ConflictChecker.check(ConflictChecker.scala:25)",
+        "2026-12-02T15:41:28Z level=WARN logger=MapPartitionsRDD RDD 160 was locally checkpointed"])
+    assert raised_in(stderr) == ("py4j.protocol.Py4JJavaError: An error occurred while calling o784.execute. "
+                                 ": io.delta.exceptions.ConcurrentAppendException: Files were added to the root "
+                                 "of the table")
+    assert raised_in("Traceback (most recent call last):\n  File \"x\", line 1\nValueError: bad\n") == "ValueError: bad"
+    assert raised_in("config error: no such key\n") == ""
+
+
+def test_a_job_runs_error_is_the_java_exception_when_the_jvm_raised_it():
+    from common.job_runs import first_line
+
+    class Py4JJavaError(Exception):  # py4j's text: the call, then the Java exception, then its frames
+        pass
+
+    raised = Py4JJavaError("An error occurred while calling o784.execute.\n"
+                           ": io.delta.exceptions.ConcurrentAppendException: Files were added\n\tat a.b(C.scala:1)")
+    assert first_line(raised) == "io.delta.exceptions.ConcurrentAppendException: Files were added"
+    assert first_line(ValueError("bad value\nmore")) == "bad value"
+    assert first_line(ValueError("")) == "ValueError"
