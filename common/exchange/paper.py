@@ -153,9 +153,15 @@ class PaperExchange:
 
     def set_clock(self, symbol: str, now_ms: int) -> None:
         with self._exclusive():
-            if now_ms > self.clock_ms.get(symbol, 0):
-                self.clock_ms[symbol] = now_ms
+            if self._move_clock(symbol, now_ms):
                 self._save()
+
+    def _move_clock(self, symbol: str, now_ms: int) -> bool:
+        """A symbol's clock only moves forward; returns whether it moved (in memory, not saved)."""
+        if now_ms <= self.clock_ms.get(symbol, 0):
+            return False
+        self.clock_ms[symbol] = now_ms
+        return True
 
     def matched_to_ms(self, symbol: str) -> int | None:
         """The open time of the last bar of `symbol` matched, if any."""
@@ -178,8 +184,7 @@ class PaperExchange:
                     continue
                 fills += self._match_bar(bar)
                 self.processed_to_ms[bar.symbol] = bar.open_time_ms
-                # (not set_clock, which saves: the book is saved once, after the last bar)
-                self.clock_ms[bar.symbol] = max(self.clock_ms.get(bar.symbol, 0), bar.open_time_ms + MINUTE_MS - 1)
+                self._move_clock(bar.symbol, bar.open_time_ms + MINUTE_MS - 1)  # saved once, after the last bar
             self._save()
             return fills
 
