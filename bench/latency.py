@@ -164,6 +164,8 @@ class ModeResult:
     to_scored_s: list[float] = field(default_factory=list)
     to_intent_s: list[float] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
+    batch_seconds: dict[str, list[float]] = field(default_factory=dict)  # query -> its batches with input
+    job_seconds: dict[str, list[float]] = field(default_factory=dict)  # trading job -> its runs
 
     def lines(self) -> list[str]:
         if not self.latencies_s:
@@ -178,7 +180,57 @@ class ModeResult:
                  f"-> order acknowledged {statistics.median(ordered):5.1f} s"]
         if self.missed:
             lines.append(f"{'':<13} not measured: {'; '.join(self.missed)}")
+        lines += [f"{'':<13} {kind} {name}: {len(times)} runs, median {statistics.median(times):5.1f} s, "
+                  f"max {max(times):5.1f} s"
+                  for kind, found in (("batches of", self.batch_seconds), ("job", self.job_seconds))
+                  for name, times in sorted(found.items()) if times]
         return lines
+
+
+class BatchTimes:
+    """A StreamingQueryListener's record of every micro-batch that had input: per query, how long
+    its batches took (Spark's triggerExecution), to tell which stage the latency is spent in."""
+
+    def __init__(self, spark):
+        from pyspark.sql.streaming import StreamingQueryListener
+
+        self.seconds: dict[str, list[float]] = {}
+        record = self.seconds
+
+        class Listener(StreamingQueryListener):
+            def onQueryStarted(self, event):
+                pass
+
+            def onQueryProgress(self, event):
+                progress = event.progress
+                if progress.numInputRows:
+                    record.setdefault(progress.name, []).append(progress.durationMs.get("triggerExecution", 0) / 1000)
+
+            def onQueryIdle(self, event):
+                pass
+
+            def onQueryTerminated(self, event):
+                pass
+
+        self.listener = Listener()
+        spark.streams.addListener(self.listener)
+
+    def take(self) -> dict[str, list[float]]:
+        taken = {name: list(values) for name, values in self.seconds.items()}
+        self.seconds.clear()
+        return taken
+
+
+def job_seconds(spark, since_s: float) -> dict[str, list[float]]:
+    """The trading jobs' run times (gold.job_runs) since a wall time."""
+    from pyspark.sql import functions as F
+
+    rows = (spark.table("gold.job_runs").where(F.unix_micros("started_at") >= int(since_s * 1e6))
+            .select("job", "duration_s").collect())
+    found: dict[str, list[float]] = {}
+    for row in rows:
+        found.setdefault(row.job, []).append(row.duration_s)
+    return found
 
 
 def free_port() -> int:
@@ -334,9 +386,9 @@ def run_bench(config, sample, plans, steps, modes, args, window_bars) -> list[Mo
             producer.prepare()
             threading.Thread(target=producer.run, args=(stop_producer, False), daemon=True,
                              name="producer").start()
-            results, remaining = [], list(steps)
+            results, remaining, batches = [], list(steps), BatchTimes(spark)
             for mode in modes:
-                results.append(run_mode(spark, config, mode, clock, remaining, args, window_start_ms))
+                results.append(run_mode(spark, config, mode, clock, remaining, args, window_start_ms, batches))
             return results
     finally:
         stop_producer.set()
@@ -345,7 +397,8 @@ def run_bench(config, sample, plans, steps, modes, args, window_bars) -> list[Mo
         broker.stop()
 
 
-def run_mode(spark, config, mode, clock, remaining: list[int], args, window_start_ms) -> ModeResult:
+def run_mode(spark, config, mode, clock, remaining: list[int], args, window_start_ms,
+             batches: BatchTimes) -> ModeResult:
     """Start the stream with this mode's trading jobs; let it catch up; then the candles, one at a
     time, until args.candles were measured."""
     from dataclasses import replace
@@ -371,6 +424,8 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
     time.sleep(10)
     quiet(spark, settle_s=max(5.0, 3 * args.trigger_seconds))
     seen: set[str] = {r.signal_id for r in spark.table("gold.signals_all").select("signal_id").collect()}
+    batches.take()  # from here on: the candles' batches only
+    measuring_since = time.time()
     try:
         while remaining and len(result.latencies_s) < args.candles and not failure:
             step = remaining.pop(0)
@@ -416,8 +471,10 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
                           f"{result.latencies_s[-1]:5.1f} s", flush=True)
             seen |= {r.signal_id for r in spark.table("gold.signals_all").select("signal_id").collect()}
     finally:
+        result.batch_seconds = batches.take()
         stop.set()
         thread.join(timeout=600)
+    result.job_seconds = job_seconds(spark, measuring_since)
     if failure:
         raise RuntimeError(f"the stream failed in mode {mode}") from failure[0]
     return result

@@ -2,9 +2,13 @@
 
 Both silver (from bronze) and unified (from silver's change feed) write this way. The batch's
 partition values and time span go into the MERGE condition as literals so that Delta reads
-only the target files that can hold those keys; and when the target holds no row at all in
-that span, no key can match, so an append does the MERGE's work in one pass instead of a
-join: a backfill or a replay, and live candles arriving in order, take that path.
+only the target files that can hold those keys; and when the target holds none of the
+batch's keys, an append does the MERGE's work in one pass instead of a join: a backfill or a
+replay, and live candles arriving in order, take that path. Whether it holds one is asked
+cheaply: first any row in the span at all (file statistics answer most of it), then, when
+there are some (other symbols' candles of the same minute, written by the batch before), a
+join of the batch's keys with the table's rows in the span: a read, where a MERGE costs about
+seven times an append here (bench notes in README.md).
 """
 from __future__ import annotations
 
@@ -51,6 +55,16 @@ def holds_rows_in(spark: SparkSession, location: str, key_range: KeyRange) -> bo
     return bool(spark.read.format("delta").load(location).where(key_range.predicate()).limit(1).count())
 
 
+def holds_keys_of(spark: SparkSession, location: str, rows: DataFrame, key: Iterable[str],
+                  key_range: KeyRange) -> bool:
+    """Whether the Delta table already has a row with one of the keys of `rows` (in the range)."""
+    if not holds_rows_in(spark, location, key_range):
+        return False
+    key = list(key)
+    stored = spark.read.format("delta").load(location).where(key_range.predicate()).select(*key)
+    return bool(stored.join(rows.select(*key), key, "left_semi").limit(1).count())
+
+
 def upsert(spark: SparkSession, location: str, rows: DataFrame, key: Iterable[str], key_range: KeyRange,
            update_when: str | None = LATER_MESSAGE) -> str:
     """Insert the rows whose key is new; update a matched row where `update_when` holds
@@ -58,7 +72,7 @@ def upsert(spark: SparkSession, location: str, rows: DataFrame, key: Iterable[st
     and cover no more than `key_range`. Returns how it was written: "append" or "merge"."""
     from delta.tables import DeltaTable
 
-    if not holds_rows_in(spark, location, key_range):
+    if not holds_keys_of(spark, location, rows, key, key_range):
         rows.write.format("delta").mode("append").save(location)
         return "append"
     condition = " AND ".join([key_range.predicate("t")] + [f"t.{k} = s.{k}" for k in key])

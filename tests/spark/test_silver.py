@@ -158,7 +158,7 @@ def test_merge_across_batches_corrects_late_and_out_of_order_klines(spark, silve
     assert spark.sql(f"DESCRIBE HISTORY delta.`{silver_table}`").count() >= before
 
 
-def test_only_rows_in_the_batch_range_force_a_merge(spark, silver_table):
+def test_only_keys_the_table_holds_force_a_merge(spark, silver_table):
     def upsert(values, start_offset):
         return upsert_latest(spark, silver_table, silver_of(spark, values, start_offset), KLINE_KEY,
                              partition_column="interval", time_column="open_time_ms")
@@ -166,8 +166,13 @@ def test_only_rows_in_the_batch_range_force_a_merge(spark, silver_table):
     assert upsert([kline(interval="15m")], start_offset=0) == "append"
     # Same open time, another interval (partition): nothing of the table is in range.
     assert upsert([kline(), kline(open_time=T0 + 60_000)], start_offset=1) == "append"
-    # Another symbol inside the range of a stored row: a MERGE, which inserts it.
-    assert upsert([kline(symbol="ETHUSDT", open_time=T0 + 60_000)], start_offset=3) == "merge"
-    stored = {(r.symbol, r.interval, r.open_time_ms) for r in spark.read.format("delta").load(silver_table).collect()}
-    assert stored == {("BTCUSDT", "15m", T0), ("BTCUSDT", "1m", T0), ("BTCUSDT", "1m", T0 + 60_000),
-                      ("ETHUSDT", "1m", T0 + 60_000)}
+    # Another symbol's candle of a stored minute (it came a batch later): no key matches, an append.
+    assert upsert([kline(symbol="ETHUSDT", open_time=T0 + 60_000)], start_offset=3) == "append"
+    # A stored key among new ones: a MERGE, which updates it (a later message) and inserts the rest.
+    assert upsert([kline(symbol="ETHUSDT", open_time=T0 + 60_000, close=101.0),
+                   kline(symbol="ETHUSDT", open_time=T0 + 120_000, close_time=T0 + 179_999)], start_offset=4) == "merge"
+    stored = {(r.symbol, r.interval, r.open_time_ms): r.close
+              for r in spark.read.format("delta").load(silver_table).collect()}
+    assert set(stored) == {("BTCUSDT", "15m", T0), ("BTCUSDT", "1m", T0), ("BTCUSDT", "1m", T0 + 60_000),
+                           ("ETHUSDT", "1m", T0 + 60_000), ("ETHUSDT", "1m", T0 + 120_000)}
+    assert stored[("ETHUSDT", "1m", T0 + 60_000)] == 101.0
