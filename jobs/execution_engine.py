@@ -11,6 +11,8 @@ leverage and total exposure and rounded to the market; then the entry, exactly o
 3. otherwise record the intent (`new`), send, and record the answer: `open`, `rejected` with
    the exchange's message, or `unknown` when the answer was lost (the position manager settles
    it by a lookup, never by a blind resend).
+A run records all its intents in one write before it sends any, and all the answers in one
+write after: the same safety as one signal at a time, for two MERGEs however many signals.
 The signal becomes `executed` (or `expired` / `cancelled` with the reason). The stop and the
 targets are the position manager's, once the entry fills.
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import read_table
@@ -31,8 +33,8 @@ from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderReq
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDERS, build_gateway, intent_row, latest_minute_closes, move_signals, read_orders, with_snapshot,
-    write_orders,
+    ACTIVE_ORDERS, OrderRow, build_gateway, intent_row, latest_minute_closes, move_signals, read_orders,
+    with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -95,15 +97,16 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
         result.halted = (f"daily loss limit: {loss_today:.2f} realised today, limit "
                          f"{trading.daily_loss_limit_pct}% of equity {equity:.2f}")
         return result
-    moves = []
+    recorded = {o.client_order_id: o for o in read_orders(spark, config, "client_order_id IN (" + ", ".join(
+        f"'{client_order_id(s.signal_id, 'entry', 0)}'" for s in signals) + ")")}
+    moves, entries = [], []
     for signal in signals:
         now_ms = clocks.get(signal.symbol)
         if now_ms is None:
             result.skipped["no 1m klines of the symbol to trade it on paper"] += 1
             continue
         if signal.signal_id in own_entry:  # settle it first: an order may exist, whatever the signal's age
-            outcome = _enter(spark, config, gateway, trading, signal, equity, open_notional, now_ms)
-            moves.append((signal.signal_id, "confirmed", *_signal_move(outcome)))
+            entries.append(_plan_entry(gateway, trading, signal, recorded, equity, open_notional, now_ms, new=False))
             continue
         age_bars = (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
         if age_bars > trading.signal_max_age_bars:
@@ -117,42 +120,58 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
         if busy[signal.symbol] >= trading.max_positions_per_symbol:
             result.skipped["a position or entry on the symbol already"] += 1
             continue
-        outcome = _enter(spark, config, gateway, trading, signal, equity, open_notional, now_ms)
-        moves.append((signal.signal_id, "confirmed", *_signal_move(outcome)))
-        if outcome.startswith("cancelled:"):
-            continue
-        busy[signal.symbol] += 1
-        result.placed += outcome == "entry order sent"
+        entry = _plan_entry(gateway, trading, signal, recorded, equity, open_notional, now_ms, new=True)
+        entries.append(entry)
+        if not entry.outcome.startswith("cancelled:"):
+            busy[signal.symbol] += 1
+    # Every intent on record before the exchange can have any of them (one write), then the
+    # sends, then their answers (one write): a run that dies between leaves each order findable
+    # by its client id, and a MERGE costs seconds here, whatever its size.
+    write_orders(spark, config, [e.record for e in entries if e.record is not None])
+    write_orders(spark, config, [_send_entry(gateway, e) for e in entries if e.send is not None])
+    for entry in entries:
+        moves.append((entry.signal.signal_id, "confirmed", *_signal_move(entry.outcome)))
+        result.placed += entry.new and entry.outcome == "entry order sent"
     move_signals(spark, config, moves, ACTOR)
     log.info("event=execution placed=%d skipped=%s moves=%d", result.placed, dict(result.skipped), len(moves))
     return result
 
 
 def _signal_move(outcome: str) -> tuple[str, str]:
-    """(the signal's new status, the reason) from what `_enter` did."""
+    """(the signal's new status, the reason) from what was done with its entry."""
     if outcome.startswith("cancelled:"):
         return "cancelled", outcome.removeprefix("cancelled: ")
     return "executed", outcome
 
 
-def _enter(spark, config, gateway, trading, signal, equity: Decimal, open_notional: Decimal, now_ms: int) -> str:
-    """Place the signal's entry once; returns what happened (prefixed 'cancelled:' when it cannot)."""
+@dataclass
+class _Entry:
+    """One signal's entry in a run: what to record before any send, what to send, what happened
+    (prefixed 'cancelled:' when it cannot be placed; set by the send when there is one)."""
+    signal: Row
+    outcome: str
+    new: bool  # a signal this run took on (not one an earlier run had sent or meant to)
+    record: OrderRow | None = None
+    send: OrderRow | None = None
+
+
+def _plan_entry(gateway, trading, signal, recorded: dict[str, OrderRow], equity: Decimal, open_notional: Decimal,
+                now_ms: int, new: bool) -> _Entry:
+    """What placing the signal's entry once takes, from our record and the exchange's."""
     cid = client_order_id(signal.signal_id, "entry", 0)
-    recorded = read_orders(spark, config, f"client_order_id = '{cid}'")
-    if recorded and recorded[0].status not in ("new", "unknown"):
-        return "entry order recorded before"
+    ours = recorded.get(cid)
+    if ours is not None and ours.status not in ("new", "unknown"):
+        return _Entry(signal, "entry order recorded before", new)
     # Our record is missing or unsettled: the exchange says whether it has the order.
     existing = gateway.find_order(signal.symbol, cid)
     direction = signal.direction
     side = "buy" if direction == "long" else "sell"
     if existing is not None:  # sent by a run that died before recording the answer
-        row = recorded[0] if recorded else intent_row(
-            OrderRequest(cid, signal.symbol, side, "limit", existing.amount, existing.price), signal.signal_id,
-            gateway.name, "entry", 0, gateway.mode, now_ms)
-        write_orders(spark, config, [with_snapshot(row, existing)])
-        return "entry order found on the exchange and recorded"
-    if recorded:  # the intent was recorded but the order never reached the exchange: send it now
-        return _send_entry(spark, config, gateway, recorded[0])
+        row = ours or intent_row(OrderRequest(cid, signal.symbol, side, "limit", existing.amount, existing.price),
+                                 signal.signal_id, gateway.name, "entry", 0, gateway.mode, now_ms)
+        return _Entry(signal, "entry order found on the exchange and recorded", new, record=with_snapshot(row, existing))
+    if ours is not None:  # the intent was recorded but the order never reached the exchange: send it now
+        return _Entry(signal, "entry order to send", new, send=ours)
     if hasattr(gateway, "set_rules"):  # paper: the market's steps from its price
         gateway.set_rules(signal.symbol, Decimal(str(signal.entry_price)))
     rules = gateway.market_rules(signal.symbol)
@@ -162,25 +181,27 @@ def _enter(spark, config, gateway, trading, signal, equity: Decimal, open_notion
                          Decimal(str(trading.max_leverage)), Decimal(str(trading.max_total_exposure_pct)),
                          open_notional)
     if size.refusal:
-        return f"cancelled: {size.refusal}"
+        return _Entry(signal, f"cancelled: {size.refusal}", new)
     row = intent_row(OrderRequest(cid, signal.symbol, side, "limit", size.amount, entry), signal.signal_id,
                      gateway.name, "entry", 0, gateway.mode, now_ms)
-    write_orders(spark, config, [row])  # the intent first: a crash from here on is found by its id
-    return _send_entry(spark, config, gateway, row)
+    return _Entry(signal, "entry order to send", new, record=row, send=row)
 
 
-def _send_entry(spark, config, gateway, row) -> str:
+def _send_entry(gateway, entry: _Entry) -> OrderRow:
+    """Send the entry; returns the row recording the exchange's answer."""
     from dataclasses import replace
 
+    row = entry.send
     try:
-        write_orders(spark, config, [with_snapshot(row, gateway.place_order(row.request()))])
+        answer = with_snapshot(row, gateway.place_order(row.request()))
     except OrderOutcomeUnknown as error:
-        write_orders(spark, config, [replace(row, status="unknown", error=str(error))])
-        return "entry order sent, answer lost: unknown until a lookup settles it"
+        entry.outcome = "entry order sent, answer lost: unknown until a lookup settles it"
+        return replace(row, status="unknown", error=str(error))
     except OrderRejected as error:
-        write_orders(spark, config, [replace(row, status="rejected", error=str(error))])
-        return f"cancelled: entry rejected by the exchange: {error}"
-    return "entry order sent"
+        entry.outcome = f"cancelled: entry rejected by the exchange: {error}"
+        return replace(row, status="rejected", error=str(error))
+    entry.outcome = "entry order sent"
+    return answer
 
 
 def _clocks(spark, config, gateway, symbols: list[str], as_of_ms: int | None = None) -> dict[str, int]:

@@ -16,7 +16,7 @@ from common.trading_config import read_trading_config
 from tests.spark.rows import append
 
 SYMBOL = "PAPUSDT"  # this test's own: the lake is shared
-MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "PAPCUSDT", "GHOSTUSDT", "OTHERUSDT", "TESTNUSDT")
+MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "PAPCUSDT", "PAPDUSDT", "PAPEUSDT", "GHOSTUSDT", "OTHERUSDT", "TESTNUSDT")
 SIGNAL = "paper-signal-1"
 H, M = 3_600_000, 60_000
 T0 = 1_786_924_800_000  # 2026-08-17 00:00 UTC
@@ -227,6 +227,47 @@ def test_the_limits_are_the_accounts_a_testnet_position_takes_no_room_on_paper(s
         assert execution_engine.run(spark, config).placed == 1  # neither the position count nor the exposure
         entry = spark.table("trading.orders").where("signal_id = 'paper-signal-4'").first()
         assert (entry.mode, entry.status, entry.leg) == ("paper", "open", "entry")
+    finally:
+        trading_symbol("max_open_positions", "3")
+
+
+def test_a_run_records_every_entrys_intent_before_it_sends_any(spark, config, trading_symbol):
+    """Two confirmed signals in one run: both intents are on record (`new`) when the first order
+    reaches the exchange, and both answers are recorded after."""
+    symbols, day = ("PAPDUSDT", "PAPEUSDT"), T0 + 4 * 86_400_000
+    trading_symbol("trading_symbols", str(list(symbols)).replace("'", '"'))
+    paper = "exchange = 'binance' AND mode = 'paper'"
+    paper_busy = (spark.table("trading.positions_open").where(paper).count() + spark.table("trading.orders").where(
+        f"{paper} AND leg = 'entry' AND status IN ('new', 'unknown', 'open') AND filled = 0").count())
+    trading_symbol("max_open_positions", str(paper_busy + 2))
+    signal_ids = [f"paper-batch-{symbol}" for symbol in symbols]
+    cids = [client_order_id(s, "entry", 0) for s in signal_ids]
+    append(spark, "gold.signals_all", [{
+        "signal_id": signal_id, "strategy": "smc", "exchange": "binance", "symbol": symbol, "interval": "1h",
+        "direction": "long", "status": "confirmed", "trigger_bar_time_ms": day, "known_at_ms": day + H - 1,
+        "entry_price": 100.0, "sl_price": 98.0, "tp1_price": 104.0, "tp2_price": 108.0}
+        for signal_id, symbol in zip(signal_ids, symbols)])
+    append(spark, "silver.unified_klines", [{**minute(n, 101, 101.5, 100.5, day), "symbol": symbol}
+                                            for symbol in symbols for n in (60, 61)])
+    gateway = build_gateway(config, read_trading_config(spark))
+    recorded_at_send = []  # what trading.orders held of the two entries at each send
+    send = gateway.place_order
+
+    def place_order_watched(request):
+        recorded_at_send.append({r.client_order_id: r.status for r in spark.table("trading.orders")
+                                 .where(F.col("client_order_id").isin(cids)).collect()})
+        return send(request)
+
+    gateway.place_order = place_order_watched
+    try:
+        assert execution_engine.run(spark, config, gateway=gateway).placed == 2
+        assert recorded_at_send[0] == dict.fromkeys(cids, "new")
+        assert len(recorded_at_send) == 2
+        stored = {r.client_order_id: r.status for r in spark.table("trading.orders")
+                  .where(F.col("client_order_id").isin(cids)).collect()}
+        assert stored == dict.fromkeys(cids, "open")
+        assert {r.status for r in spark.table("gold.signals_all").where(F.col("signal_id").isin(signal_ids))
+                .collect()} == {"executed"}
     finally:
         trading_symbol("max_open_positions", "3")
 
