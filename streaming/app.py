@@ -49,12 +49,13 @@ def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: li
                     trading_jobs: TradingJobs | None = None):
     """Functions starting each stage's queries, in data-flow order."""
     after_signals = trading_jobs.after_signals if trading_jobs else None
+    after_batch = trading_jobs.after_batch if trading_jobs and not available_now else None
     return [
         lambda: [start_bronze_query(spark, config, q, available_now) for q in bronze_queries(config, exchanges)],
         lambda: [start_silver_query(spark, config, q, available_now) for q in silver_queries(config, exchanges)],
         lambda: [start_unified_query(spark, config, kind, available_now) for kind in ("klines", "market")],
         lambda: [start_analytics_query(spark, config, kind, available_now) for kind in ("klines", "market")],
-        lambda: [start_signals_query(spark, config, available_now, after_signals)],
+        lambda: [start_signals_query(spark, config, available_now, after_signals, after_batch)],
     ]
 
 
@@ -79,12 +80,10 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     log.info("event=stream_started queries=%s", ",".join(q.name for q in queries))
     stop = stop or _stop_on_signals()
     trading = "signals" in names  # the position manager's cadence goes with the stage that finds signals
-    next_manage = time.monotonic()
     try:
         while not stop.is_set() and all(q.isActive for q in queries):
-            # False while the scorer and execution engine run in this driver: a second later again.
-            if trading and time.monotonic() >= next_manage and trading_jobs.manage_positions():
-                next_manage = time.monotonic() + config.streaming.position_manager_interval_seconds
+            if trading:
+                trading_jobs.manage_positions()  # when due (streaming/trading_jobs.py)
             stop.wait(1.0)
     finally:
         for query in queries:

@@ -156,9 +156,11 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
         signals.unpersist()
 
 
-def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool, after_signals=None):
+def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool, after_signals=None,
+                        after_batch=None):
     """after_signals: what to run after a batch that found signals (streaming/trading_jobs.py);
-    the scorer and the execution engine in-process by default."""
+    the scorer and the execution engine in-process by default. after_batch: what to run after
+    every batch (the position manager's turn when due)."""
     from streaming.trading_jobs import score_and_execute
 
     checkpoint = config.lake.checkpoint_path("signals")
@@ -167,12 +169,12 @@ def start_signals_query(spark: SparkSession, config: AppConfig, available_now: b
     def scan(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         signals = scan_zone_changes(spark, config, batch)
-        if signals is None:
-            return
-        count = insert_new_signals(spark, config, signals)
+        count = 0 if signals is None else insert_new_signals(spark, config, signals)
         if count:
             after_signals()
         log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count, time.monotonic() - started)
+        if after_batch is not None:
+            after_batch()
 
     writer = (spark.readStream.format("delta").load(location_of(config, "gold.liquidity_zones"))
               .writeStream.queryName("signals")

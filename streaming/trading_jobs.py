@@ -5,11 +5,15 @@ batch that found signals, and the position manager on its cadence.
 - `in_process` (the default): in the stream's own driver and SparkSession, right after the
   batch. The batches of a query run one after another, so two runs of a job never overlap,
   and the scorer's writes to gold.signals_all never race the signals query's (Delta would
-  fail one of two concurrent writers to a table). The position manager's turn runs in the
-  driver's main thread, never at the same time as the scorer and execution engine (both write
-  trading.orders and the audit log): a turn due while they run waits for them to finish, and
-  they wait for a turn under way. It can still commit to trading.audit_log while the signals
-  query writes it: whichever loses runs its write again (common/audit_log.py).
+  fail one of two concurrent writers to a table). The position manager never runs at the same
+  time as the scorer and execution engine (both write trading.orders and the audit log): a
+  turn due while they run waits for them to finish, and they wait for a turn under way. So its
+  turn, when due, runs right after a batch of the signals query, once the batch's signals are
+  traded: in the part of the minute when no candle is on its way to an order, not in the way
+  of one. The driver's main thread runs it only when no batch has for half an interval more
+  (nothing new came: the positions are still looked after). It can still commit to
+  trading.audit_log while the signals query writes it: whichever loses runs its write again
+  (common/audit_log.py).
 - `off`: neither; for a replay of history (what it finds is scored and traded as of its own
   time by `cryptobot demo`, not as of the end of the replay).
 - `spark_submit`: each job is its own application, `spark-submit jobs/<job>.py` (the
@@ -26,6 +30,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from common.config import AppConfig
@@ -45,6 +50,8 @@ class TradingJobs:
         self._running: dict[tuple[str, ...], threading.Thread] = {}
         self._lock = threading.Lock()
         self._trading = threading.Lock()  # in_process: one trading job at a time
+        self._interval_s = config.streaming.position_manager_interval_seconds
+        self._last_turn: float | None = None  # monotonic time the last turn began (or was submitted)
 
     def after_signals(self) -> None:
         def in_process():
@@ -52,21 +59,38 @@ class TradingJobs:
                 score_and_execute(self.spark, self.config)
         self._run(in_process, SCORE_THEN_EXECUTE)
 
+    def after_batch(self) -> None:
+        """After each batch of the signals query: in_process, the position manager's turn if due."""
+        if self.mode == "in_process" and self._due(self._interval_s):
+            with self._trading:
+                self._manage_in_process()
+
     def manage_positions(self) -> bool:
-        """Run (in_process) or submit a position manager turn; False when it must wait because
-        the scorer and execution engine are running in this driver (a submitted turn that is
-        still running when the next is due is skipped, see submit)."""
+        """From the stream's main loop (every second): in_process, a turn only when no batch ran
+        one for 1.5 intervals; spark_submit, a submitted turn every interval (one still running
+        when the next is due is skipped, see submit). False when a turn is overdue but must wait,
+        the scorer and execution engine running in this driver."""
         if self.mode == "in_process":
+            if not self._due(1.5 * self._interval_s):
+                return True
             if not self._trading.acquire(blocking=False):
                 return False
             try:
-                _manage_in_process(self.spark, self.config)
+                self._manage_in_process()
             finally:
                 self._trading.release()
             return True
-        if self.mode == "spark_submit":
+        if self.mode == "spark_submit" and self._due(self._interval_s):
+            self._last_turn = time.monotonic()
             self.submit(MANAGE)
         return True
+
+    def _due(self, after_s: float) -> bool:
+        return self._last_turn is None or time.monotonic() - self._last_turn >= after_s
+
+    def _manage_in_process(self) -> None:
+        self._last_turn = time.monotonic()
+        _manage_in_process(self.spark, self.config)
 
     def _run(self, in_process, jobs: tuple[str, ...]) -> None:
         if self.mode == "in_process":

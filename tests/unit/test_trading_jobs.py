@@ -92,6 +92,43 @@ def test_in_process_the_manager_never_runs_beside_the_scorer_and_execution_engin
     assert (first, second) == ("score", "manage") and manage_start >= score_end
 
 
+def test_in_process_the_managers_turn_comes_after_a_signals_batch_and_from_the_loop_only_when_overdue(monkeypatch):
+    """The turn runs after a batch of the signals query once an interval has passed, so that it is
+    out of the way of the next candle; the main loop runs it only when no batch did for 1.5
+    intervals."""
+    import time
+
+    import streaming.trading_jobs as trading_jobs
+
+    turns = []
+    monkeypatch.setattr(trading_jobs, "_manage_in_process", lambda spark, config: turns.append(time.monotonic()))
+    jobs = TradingJobs(None, load_config(env={"CRYPTOBOT_STREAMING__TRADING_JOBS": "in_process",
+                                              "CRYPTOBOT_STREAMING__POSITION_MANAGER_INTERVAL_SECONDS": "60"}),
+                       submit_prefix=["-"])
+    assert jobs.manage_positions() and len(turns) == 1  # at start: none has run yet
+    jobs.after_batch()
+    assert jobs.manage_positions() and len(turns) == 1  # neither is due yet
+    jobs._last_turn -= 61  # an interval later: the batch runs it, the loop does not
+    assert jobs.manage_positions() and len(turns) == 1
+    jobs.after_batch()
+    assert len(turns) == 2
+    jobs._last_turn -= 91  # no batch for 1.5 intervals: the loop runs it
+    assert jobs.manage_positions() and len(turns) == 3
+
+
+def test_spark_submit_submits_a_turn_every_interval(monkeypatch):
+    jobs = TradingJobs(None, load_config(env={"CRYPTOBOT_STREAMING__TRADING_JOBS": "spark_submit"}),
+                       submit_prefix=FAKE_SUBMIT)
+    submitted = []
+    monkeypatch.setattr(jobs, "submit", submitted.append)
+    jobs.after_batch()  # not the batch's to run
+    assert jobs.manage_positions() and jobs.manage_positions()
+    assert submitted == [MANAGE]
+    jobs._last_turn -= jobs.config.streaming.position_manager_interval_seconds
+    jobs.manage_positions()
+    assert len(submitted) == 2
+
+
 def test_a_failed_jobs_log_line_names_the_exception_not_the_jvms_stack():
     from streaming.trading_jobs import raised_in
 
