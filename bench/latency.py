@@ -437,8 +437,9 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
             measured = None  # (the first signal with an entry, the wall time of the candle's close)
             while time.monotonic() < deadline and not measured:
                 # The times measured come from the tables, not from this poll: a slow poll only
-                # spares the 2 cores the load of asking.
-                time.sleep(2.0)
+                # spares the 2 cores the load of asking (two Spark reads a time, which a live
+                # system does not have).
+                time.sleep(5.0)
                 fresh = (spark.table("gold.signals_all")
                          .where((F.col("interval") == "1m") & (F.col("known_at_ms") == close_ms - 1))
                          .select("signal_id", "status", F.unix_micros("created_at").alias("created_us"),

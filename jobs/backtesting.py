@@ -267,7 +267,6 @@ def _file_klines(spark, backtest, path: str, intervals):
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     schema = ("symbol string, interval string, open_time_ms long, close_time_ms long, open double, high double, "
               "low double, close double, volume double")
-    columns = ["symbol", "interval", "open_time_ms", "close_time_ms", "open", "high", "low", "close", "volume"]
     return local_frame(spark, frame, schema), None, f"{path} (sha256 {digest[:16]})"
 
 

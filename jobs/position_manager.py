@@ -62,9 +62,9 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     """as_of_ms (paper only): the paper exchange matches the 1m klines up to then, no further.
 
     A turn costs the same few reads and writes however many trades it looks after: every
-    trade is rebuilt and decided first, then the turn records what it cancelled and the orders
-    it is about to place (all in one write), places them, records the answers (one write) and
-    writes the positions that changed."""
+    trade is rebuilt and decided first, then the turn records what the exchange said of the
+    orders, what it cancelled and the orders it is about to place (all in one write), places
+    them, records the answers (one write) and writes the positions that changed."""
     trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
     gateway = gateway or build_gateway(config, trading)
     result = ManagerResult()
@@ -78,7 +78,8 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     symbols = sorted({o.symbol for o in orders})
     clocks = (_advance_paper(spark, config, gateway, orders, as_of_ms) if gateway.mode == "paper"
               else dict.fromkeys(symbols, _wall_ms()))
-    orders = _refresh(spark, config, gateway, orders, result)
+    events: list[dict] = []
+    orders, refreshed = _refresh(gateway, orders, events, result)
     signals = {r.signal_id: r for r in read_table(spark, config, "gold.signals_all")
                .where(F.col("signal_id").isin(signal_ids)).collect()}
     steps = []
@@ -90,13 +91,13 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
         if _isolated(step, result, lambda: _rebuild(gateway, trading, step)):
             steps.append(step)
     extremes = _extremes_since_signals(spark, config, gateway, [s for s in steps if _may_be_void(s, trading)])
-    events: list[dict] = []
     for step in steps:
         _isolated(step, result, lambda: _decide(gateway, trading, step, extremes, events, result))
     audit(spark, config, events)
-    # What was cancelled, and every order about to be placed: the intent is on record before
-    # the exchange can have it, so a turn that dies now leaves nothing untracked.
-    write_orders(spark, config, [r for s in steps for r in s.answers + s.intents])
+    # What the exchange said of our orders, what was cancelled, and every order about to be
+    # placed: the intent is on record before the exchange can have it, so a turn that dies now
+    # leaves nothing untracked. One write: a MERGE costs seconds, whatever its size.
+    write_orders(spark, config, refreshed + [r for s in steps for r in s.answers + s.intents])
     answers = [answer for s in steps for answer in _place(gateway, s, result)]
     write_orders(spark, config, answers)
     _store_positions(spark, config, gateway, [s for s in steps if s.trade is not None and not s.failed],
@@ -184,9 +185,11 @@ def _advance_paper(spark, config, gateway, orders: list[OrderRow],
     return {symbol: gateway.now_ms(symbol) for symbol in symbols}
 
 
-def _refresh(spark, config, gateway, orders: list[OrderRow], result: ManagerResult) -> list[OrderRow]:
-    """Our record of every order not yet final, replaced by what the exchange says."""
-    refreshed, changed, events = [], [], []
+def _refresh(gateway, orders: list[OrderRow], events: list[dict],
+             result: ManagerResult) -> tuple[list[OrderRow], list[OrderRow]]:
+    """Our record of every order not yet final, replaced by what the exchange says; returns it
+    and the rows that changed (written with the turn's other order changes, in one write)."""
+    refreshed, changed = [], []
     for row in orders:
         if row.status not in ACTIVE_ORDER_STATUSES:
             refreshed.append(row)
@@ -205,10 +208,8 @@ def _refresh(spark, config, gateway, orders: list[OrderRow], result: ManagerResu
                            "to_status": new.status, "reason": new.error or f"exchange reports {new.status}",
                            "details": {"filled": str(new.filled)}, "actor": ACTOR})
         refreshed.append(new)
-    audit(spark, config, events)
-    write_orders(spark, config, changed)
     result.actions["orders updated from the exchange"] += len(changed)
-    return refreshed
+    return refreshed, changed
 
 
 def _send(gateway, row: OrderRow) -> OrderRow:

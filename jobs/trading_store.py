@@ -152,7 +152,9 @@ def read_orders(spark: SparkSession, config: AppConfig, where: str) -> list[Orde
 
 def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -> None:
     """Insert new orders; update a recorded one only where the row moves it forward
-    (ORDER_MOVES_FORWARD): a stale snapshot changes nothing, and the next read shows the truth."""
+    (ORDER_MOVES_FORWARD): a stale snapshot changes nothing, and the next read shows the truth.
+    Of several rows for one order, the last is what the exchange said last (a MERGE takes one)."""
+    rows = list({r.client_order_id: r for r in rows}.values())
     if not rows:
         return
     from delta.tables import DeltaTable

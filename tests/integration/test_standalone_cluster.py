@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from common.config import load_config
-from jobs import backtesting, init_tables
+from jobs import backtesting
 from streaming.app import run_stream
 from streaming.kline_files import read_kline_file
 from streaming.replay import replay_file
