@@ -169,7 +169,8 @@ def _plan_entry(gateway, trading, signal, recorded: dict[str, OrderRow], equity:
     if existing is not None:  # sent by a run that died before recording the answer
         row = ours or intent_row(OrderRequest(cid, signal.symbol, side, "limit", existing.amount, existing.price),
                                  signal.signal_id, gateway.name, "entry", 0, gateway.mode, now_ms)
-        return _Entry(signal, "entry order found on the exchange and recorded", new, record=with_snapshot(row, existing))
+        return _Entry(signal, "entry order found on the exchange and recorded", new,
+                      record=with_snapshot(row, existing))
     if ours is not None:  # the intent was recorded but the order never reached the exchange: send it now
         return _Entry(signal, "entry order to send", new, send=ours)
     if hasattr(gateway, "set_rules"):  # paper: the market's steps from its price
