@@ -169,10 +169,12 @@ def start_signals_query(spark: SparkSession, config: AppConfig, available_now: b
     def scan(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         signals = scan_zone_changes(spark, config, batch)
-        count = 0 if signals is None else insert_new_signals(spark, config, signals)
-        if count:
-            after_signals()
-        log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count, time.monotonic() - started)
+        if signals is not None:  # None: no series of the scanned intervals changed
+            count = insert_new_signals(spark, config, signals)
+            if count:
+                after_signals()
+            log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count,
+                     time.monotonic() - started)
         if after_batch is not None:
             after_batch()
 
