@@ -5,6 +5,10 @@ A cursor is the next open time (or timestamp) to send. It starts where Kafka say
 stream stopped (streaming/producers/resume.py), else at --since, else a configured number
 of bars back, and it moves only after Kafka acknowledged the page. A permanent exchange
 error stops that stream, with its reason, while the others go on.
+
+A round's records go out together (one flush for every stream the round fetched, _Outbox):
+a candle's symbols close at the same moment, and sent one fetch at a time they straddled the
+stream's trigger, so each stage downstream ran two micro-batches for one candle.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from streaming.producers.messages import encode, kline_key, kline_message, marke
 from streaming.producers.resume import last_sent_times
 
 log = logging.getLogger(__name__)
+OUTBOX_LIMIT = 20_000  # records held before a send, within a round
 
 
 @dataclass
@@ -114,13 +119,16 @@ class ExchangeProducer:
 
     def poll_once(self) -> int:
         """One round over every active stream; returns the number of messages sent."""
-        sent = 0
+        outbox = _Outbox(self.kafka, self.exchange)
         for stream in self.active_streams():
             try:
-                sent += self._poll_klines(stream) if stream.kind == "kline" else self._poll_market(stream)
+                if stream.kind == "kline":
+                    self._poll_klines(stream, outbox)
+                else:
+                    self._poll_market(stream, outbox)
             except Exception as error:  # noqa: BLE001 - one stream's failure must not stop the others
                 if is_temporary(error):
-                    # Retries exhausted: leave the cursor, try again next round.
+                    # Retries exhausted: what it fetched goes out, its cursor after that; the rest next round.
                     log.error("event=stream_poll_failed exchange=%s stream=%s error=%s: %s (retrying next round)",
                               self.exchange, stream.label, type(error).__name__, error)
                 elif _is_exchange_error(error):
@@ -129,14 +137,14 @@ class ExchangeProducer:
                               stream.stopped_reason)
                 else:
                     raise  # Kafka or our own bug: stop the producer loudly
-        return sent
+        return outbox.send()
 
-    def _poll_klines(self, stream: Stream) -> int:
+    def _poll_klines(self, stream: Stream, outbox: "_Outbox") -> None:
         interval_ms = INTERVAL_MS[stream.name]
         # No request until a new candle of this interval can have closed.
         if self.clock() < stream.next_time_ms + interval_ms + self.config.producer.close_grace_ms:
-            return 0
-        sent = 0
+            return
+        # Paging goes on from the last page fetched, though its cursor moves only once Kafka has it.
         for page in self.market_data.closed_kline_pages(stream.ccxt_symbol, stream.name, stream.next_time_ms):
             produced_at = self.clock()
             records = [(stream.key, encode(kline_message(
@@ -144,37 +152,27 @@ class ExchangeProducer:
                 ccxt_symbol=stream.ccxt_symbol, interval=stream.name, kline=k, source=self.exchange,
                 produced_at_ms=produced_at, quote_volume=k.quote_volume, trade_count=k.trade_count)))
                 for k in page]
-            sent += send_confirmed(self.kafka, self.klines_topic, records)
-            stream.next_time_ms = page[-1].open_time_ms + interval_ms
-        stream.sent += sent
-        if sent:
-            log.info("event=klines_sent exchange=%s stream=%s count=%d next_time_ms=%d", self.exchange,
-                     stream.label, sent, stream.next_time_ms)
-        return sent
+            outbox.add(self.klines_topic, stream, records, page[-1].open_time_ms + interval_ms)
 
     def _market_period_ms(self, stream: Stream) -> int:
         if stream.name == "funding_rate":
             return FUNDING_PERIOD_MS
         return INTERVAL_MS[self.config.producer.market_period]
 
-    def _poll_market(self, stream: Stream) -> int:
+    def _poll_market(self, stream: Stream, outbox: "_Outbox") -> None:
         # No request until the next point of this metric can exist.
         if self.clock() < stream.next_time_ms - 1 + self._market_period_ms(stream) + self.config.producer.close_grace_ms:
-            return 0
+            return
         points = self.market_data.market_points(stream.ccxt_symbol, stream.name, self.config.producer.market_period,
                                                 stream.next_time_ms)
         if not points:
-            return 0
+            return
         produced_at = self.clock()
         records = [(stream.key, encode(market_message(
             exchange=self.exchange, symbol=stream.symbol, exchange_symbol=stream.exchange_symbol,
             ccxt_symbol=stream.ccxt_symbol, point=p, source=self.exchange, produced_at_ms=produced_at)))
             for p in points]
-        sent = send_confirmed(self.kafka, self.market_topic, records)
-        stream.next_time_ms = points[-1].ts_ms + 1
-        stream.sent += sent
-        log.info("event=market_sent exchange=%s stream=%s count=%d", self.exchange, stream.label, sent)
-        return sent
+        outbox.add(self.market_topic, stream, records, points[-1].ts_ms + 1)
 
     def run(self, stop: threading.Event, once: bool) -> None:
         while not stop.is_set():
@@ -182,6 +180,36 @@ class ExchangeProducer:
             if once or not self.active_streams():
                 return
             stop.wait(self.config.producer.poll_interval_seconds)
+
+
+class _Outbox:
+    """A round's records, sent together once fetched: one flush, so that a candle's streams reach
+    Kafka at one moment. A stream's cursor moves only once Kafka has acknowledged its records.
+    A backfill's pages go out every OUTBOX_LIMIT records, not all at the round's end."""
+
+    def __init__(self, kafka: KafkaProducer, exchange: str):
+        self.kafka, self.exchange = kafka, exchange
+        self._records: dict[str, list[tuple[str, bytes]]] = {}  # topic -> records
+        self._cursors: dict[int, tuple[Stream, int, int]] = {}  # id(stream) -> (stream, next time, records)
+
+    def add(self, topic: str, stream: Stream, records: list[tuple[str, bytes]], next_time_ms: int) -> None:
+        self._records.setdefault(topic, []).extend(records)
+        _, _, count = self._cursors.get(id(stream), (stream, 0, 0))
+        self._cursors[id(stream)] = (stream, next_time_ms, count + len(records))
+        if sum(len(r) for r in self._records.values()) >= OUTBOX_LIMIT:
+            self.send()
+
+    def send(self) -> int:
+        """Send what is held and wait for Kafka's acknowledgement; then move the cursors."""
+        sent = sum(send_confirmed(self.kafka, topic, records) for topic, records in self._records.items())
+        for stream, next_time_ms, count in self._cursors.values():
+            stream.next_time_ms = next_time_ms
+            stream.sent += count
+            log.info("event=%s_sent exchange=%s stream=%s count=%d next_time_ms=%d",
+                     "klines" if stream.kind == "kline" else "market", self.exchange, stream.label, count,
+                     next_time_ms)
+        self._records, self._cursors = {}, {}
+        return sent
 
 
 def _is_exchange_error(error: Exception) -> bool:

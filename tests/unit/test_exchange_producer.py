@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from common.config import load_config
 from common.exchange import market_data as market_data_module
@@ -31,17 +32,32 @@ class _Acknowledged:
 
 
 class RecordingKafka:
-    """What the producer sends, as (topic, key, decoded value); every record acknowledged at once."""
+    """What the producer sends, as (topic, key, decoded value); every record acknowledged at once.
+    flushed: how many records had been sent at each flush."""
 
     def __init__(self):
         self.sent: list[tuple[str, str, dict]] = []
+        self.flushed: list[int] = []
 
     def send(self, topic, key, value):
         self.sent.append((topic, key.decode(), json.loads(value)))
         return _Acknowledged()
 
     def flush(self, timeout=None):
-        pass
+        self.flushed.append(len(self.sent))
+
+
+class _Refused:
+    def get(self, timeout=None):
+        raise KafkaTimeoutError("the broker did not acknowledge")
+
+
+class RefusingKafka(RecordingKafka):
+    """A broker that takes nothing: every send fails."""
+
+    def send(self, topic, key, value):
+        super().send(topic, key, value)
+        return _Refused()
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +145,51 @@ def test_bybit_has_no_taker_buy_ratio_stream(config, fake, monkeypatch):
     stream_producer.poll_once()
     assert taker_messages(kafka, config, "bybit") == []
     assert not [r for r in fake.requests[requests_before:] if "taker" in r["path"]]
+
+
+def kline_rows(first_ms: int, count: int) -> list[list[float]]:
+    return [[first_ms + n * MINUTE, 100.0 + n, 101.0 + n, 99.0 + n, 100.5 + n, 10.0] for n in range(count)]
+
+
+def kline_producer(app_env, symbols=("BTCUSDT", "ETHUSDT")):
+    """Two symbols' 1m klines on the fake exchange (binance), nothing in Kafka yet, from --since."""
+    first_ms = HOUR_START - 30 * MINUTE
+    series = {("binance", symbol, "1m"): kline_rows(first_ms, 30) for symbol in symbols}
+    server = FakeExchange(series, now_ms=lambda: NOW, symbols=symbols)
+    config = load_config(env={**app_env, "CRYPTOBOT_EXCHANGES__SYMBOLS": ",".join(symbols),
+                              "CRYPTOBOT_EXCHANGES__INTERVALS": "1m", "CRYPTOBOT_PRODUCER__MARKET_DATA": "false"})
+    return server, config, first_ms
+
+
+def test_a_rounds_klines_of_every_stream_go_out_in_one_flush(monkeypatch, app_env):
+    """A candle's symbols reach Kafka at one moment, not one HTTP fetch after another (they would
+    straddle the stream's trigger and cost every stage a second micro-batch)."""
+    monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
+    kafka = RecordingKafka()
+    server, config, first_ms = kline_producer(app_env)
+    with server:
+        stream_producer = producer("binance", config, server, kafka)
+        stream_producer.since_ms = first_ms
+        stream_producer.prepare()
+        sent = stream_producer.poll_once()
+    assert sent == 60 and len(kafka.sent) == 60
+    assert kafka.flushed == [60]
+    assert {key for _, key, _ in kafka.sent} == {"BTCUSDT|1m", "ETHUSDT|1m"}
+    assert all(s.next_time_ms == HOUR_START and s.sent == 30 for s in stream_producer.streams)
+
+
+def test_a_stream_cursor_stays_until_kafka_acknowledges(monkeypatch, app_env):
+    monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
+    kafka = RefusingKafka()
+    server, config, first_ms = kline_producer(app_env)
+    with server:
+        stream_producer = producer("binance", config, server, kafka)
+        stream_producer.since_ms = first_ms
+        stream_producer.prepare()
+        with pytest.raises(KafkaTimeoutError):
+            stream_producer.poll_once()
+    # Nothing counts as sent: the next round (or a restart) fetches the same candles again.
+    assert all(s.next_time_ms == first_ms and s.sent == 0 for s in stream_producer.streams)
 
 
 def test_silver_knows_every_metric_a_producer_can_send():
