@@ -336,9 +336,9 @@ def for_outputs(classified: DataFrame) -> DataFrame:
 
 def process_batch(spark: SparkSession, config: AppConfig, query: SilverQuery, bronze_batch: DataFrame,
                   batch_id: int, now_ms: int) -> None:
-    """Parse, validate, quarantine the bad, dedupe, merge the good."""
-    if bronze_batch.isEmpty():
-        return
+    """Parse, validate, quarantine the bad, dedupe, merge the good. An empty batch writes
+    nothing (no bad row, no key range); it is not asked for first: a live batch is small, and
+    each Spark action costs it a good part of a second."""
     if query.kind == "klines":
         parsed = parse_messages(bronze_batch, KLINE_REQUIRED, KLINE_OPTIONAL)
         classified = classify(parsed, kline_rules(query.exchange, config.exchanges.symbols, now_ms))

@@ -119,8 +119,7 @@ def start_unified_query(spark: SparkSession, config: AppConfig, kind: str, avail
     upsert = upsert_unified_klines if kind == "klines" else upsert_unified_market
 
     def upsert_batch(batch: DataFrame, batch_id: int) -> None:
-        if batch.isEmpty():
-            return
+        # Not asked whether it is empty (an action): an empty batch has no key range and writes nothing.
         batch = batch.persist()  # read the change feed once, however many steps use it
         try:
             upsert(spark, config, batch)
