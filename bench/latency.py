@@ -453,6 +453,8 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
                 elif fresh and all(r.status in ("expired", "rejected", "cancelled") for r in fresh):
                     result.missed.append(f"step {step}: {', '.join(sorted({r.status for r in fresh}))}")
                     break
+                elif not fresh and clock() > close_ms + 20_000 and quiet(spark, settle_s=6.0, timeout_s=8.0):
+                    break  # the candle went through every stage and made no signal: no need to wait on
             if not measured and not fresh:
                 result.missed.append(f"step {step}: no signal")
             clock.freeze()
