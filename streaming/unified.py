@@ -19,7 +19,7 @@ from common.config import AppConfig
 from common.symbols import SymbolMap
 from streaming.silver import KLINE_KEY, MARKET_KEY, latest_per_key, upsert_latest
 from streaming.triggers import with_trigger
-from streaming.upsert import key_range_of, upsert
+from streaming.upsert import APPENDED_TO_EMPTY_SPAN, key_range_of, upsert
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,9 @@ def upsert_unified_klines(spark: SparkSession, config: AppConfig, changes: DataF
         written = upsert(spark, unified_location, rows, KLINE_KEY, key_range)
         # The consolidated kline of every key this batch touched, from all its exchanges. When
         # unified held nothing in the batch's range before, the batch has every exchange's row
-        # of those keys; otherwise they are read back (the range lets Delta skip most files).
-        if written == "append":
+        # of those keys; otherwise they are read back (the range lets Delta skip most files):
+        # new keys of this exchange may sit beside another exchange's rows of the same minute.
+        if written == APPENDED_TO_EMPTY_SPAN:
             sources = rows
         else:
             touched = rows.select(*CONSOLIDATED_KEY).distinct()

@@ -58,27 +58,35 @@ def holds_rows_in(spark: SparkSession, location: str, key_range: KeyRange) -> bo
 def holds_keys_of(spark: SparkSession, location: str, rows: DataFrame, key: Iterable[str],
                   key_range: KeyRange) -> bool:
     """Whether the Delta table already has a row with one of the keys of `rows` (in the range)."""
-    if not holds_rows_in(spark, location, key_range):
-        return False
     key = list(key)
     stored = spark.read.format("delta").load(location).where(key_range.predicate()).select(*key)
     return bool(stored.join(rows.select(*key), key, "left_semi").limit(1).count())
+
+
+# How upsert wrote a batch.
+APPENDED_TO_EMPTY_SPAN = "append"  # the table held no row in the batch's range
+APPENDED_NEW_KEYS = "append_new_keys"  # it held rows in the range, none with a key of the batch
+MERGED = "merge"
 
 
 def upsert(spark: SparkSession, location: str, rows: DataFrame, key: Iterable[str], key_range: KeyRange,
            update_when: str | None = LATER_MESSAGE) -> str:
     """Insert the rows whose key is new; update a matched row where `update_when` holds
     (`s` = the new row, `t` = the table's; None = always). `rows` must hold one row per key
-    and cover no more than `key_range`. Returns how it was written: "append" or "merge"."""
+    and cover no more than `key_range`. Returns how it was written: APPENDED_TO_EMPTY_SPAN,
+    APPENDED_NEW_KEYS or MERGED."""
     from delta.tables import DeltaTable
 
+    if not holds_rows_in(spark, location, key_range):
+        rows.write.format("delta").mode("append").save(location)
+        return APPENDED_TO_EMPTY_SPAN
     if not holds_keys_of(spark, location, rows, key, key_range):
         rows.write.format("delta").mode("append").save(location)
-        return "append"
+        return APPENDED_NEW_KEYS
     condition = " AND ".join([key_range.predicate("t")] + [f"t.{k} = s.{k}" for k in key])
     (DeltaTable.forPath(spark, location).alias("t")
      .merge(rows.alias("s"), condition)
      .whenMatchedUpdateAll(condition=update_when)
      .whenNotMatchedInsertAll()
      .execute())
-    return "merge"
+    return MERGED

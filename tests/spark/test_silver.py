@@ -167,7 +167,7 @@ def test_only_keys_the_table_holds_force_a_merge(spark, silver_table):
     # Same open time, another interval (partition): nothing of the table is in range.
     assert upsert([kline(), kline(open_time=T0 + 60_000)], start_offset=1) == "append"
     # Another symbol's candle of a stored minute (it came a batch later): no key matches, an append.
-    assert upsert([kline(symbol="ETHUSDT", open_time=T0 + 60_000)], start_offset=3) == "append"
+    assert upsert([kline(symbol="ETHUSDT", open_time=T0 + 60_000)], start_offset=3) == "append_new_keys"
     # A stored key among new ones: a MERGE, which updates it (a later message) and inserts the rest.
     assert upsert([kline(symbol="ETHUSDT", open_time=T0 + 60_000, close=101.0),
                    kline(symbol="ETHUSDT", open_time=T0 + 120_000, close_time=T0 + 179_999)], start_offset=4) == "merge"
