@@ -25,7 +25,8 @@ SCHEMA = ("symbol string, interval string, open_time_ms bigint, open double, hig
 MINUTE = 60_000
 SYMBOLS = 12
 SETTINGS = {
-    "codegen on (Spark's default)": {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"},
+    "codegen on (Spark's default)": {"spark.sql.codegen.wholeStage": "true",
+                                     "spark.sql.codegen.factoryMode": "FALLBACK"},
     "codegen off (this project)": {"spark.sql.codegen.wholeStage": "false",
                                    "spark.sql.codegen.factoryMode": "NO_CODEGEN"},
 }
@@ -82,7 +83,8 @@ def main() -> None:
                     spark.conf.set(key, value)
                 location = f"{base}/lake/klines_{n}"
                 # A table with some history: 700 minutes, then 30 commits of one minute each.
-                spark.createDataFrame(klines(700, 0), SCHEMA).write.format("delta").partitionBy("interval").save(location)
+                (spark.createDataFrame(klines(700, 0), SCHEMA).write.format("delta").partitionBy("interval")
+                 .save(location))
                 for minute in range(700, 730):
                     spark.createDataFrame(klines(1, minute), SCHEMA).write.format("delta").mode("append").save(location)
                 rounds = [one_round(spark, location, 800 + r) for r in range(args.rounds)]

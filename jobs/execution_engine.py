@@ -33,8 +33,8 @@ from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderReq
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDERS, OrderRow, build_gateway, intent_row, latest_minute_closes, move_signals, read_orders,
-    with_snapshot, write_orders,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, build_gateway, intent_row, latest_minute_closes, move_signals,
+    read_orders, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,11 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     # The limits are the account's: paper positions take no room on the testnet's, nor the other way round.
     open_positions = (read_table(spark, config, "trading.positions_open")
                       .where((F.col("exchange") == gateway.name) & (F.col("mode") == gateway.mode)).collect())
-    pending_entries = [o for o in read_orders(spark, config, f"leg = 'entry' AND {ACTIVE_ORDERS}")
-                       if o.filled == 0]
+    # One read of trading.orders: the active entries (for the limits) and the signals' own entries.
+    own_ids = {client_order_id(s.signal_id, "entry", 0) for s in signals}
+    orders = read_orders(spark, config, f"(leg = 'entry' AND {ACTIVE_ORDERS}) OR client_order_id IN ("
+                         + ", ".join(f"'{cid}'" for cid in sorted(own_ids)) + ")")
+    pending_entries = [o for o in orders if o.leg == "entry" and o.status in ACTIVE_ORDER_STATUSES and o.filled == 0]
     own_entry = {o.signal_id for o in pending_entries}  # sent (or meant to be) by an earlier run, in any mode
     account_entries = [o for o in pending_entries if (o.exchange, o.mode) == (gateway.name, gateway.mode)]
     busy = Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in account_entries)
@@ -97,8 +100,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
         result.halted = (f"daily loss limit: {loss_today:.2f} realised today, limit "
                          f"{trading.daily_loss_limit_pct}% of equity {equity:.2f}")
         return result
-    recorded = {o.client_order_id: o for o in read_orders(spark, config, "client_order_id IN (" + ", ".join(
-        f"'{client_order_id(s.signal_id, 'entry', 0)}'" for s in signals) + ")")}
+    recorded = {o.client_order_id: o for o in orders if o.client_order_id in own_ids}
     moves, entries = [], []
     for signal in signals:
         now_ms = clocks.get(signal.symbol)

@@ -163,12 +163,23 @@ def score_and_execute(spark, config: AppConfig) -> None:
     """In-process, after a batch that found signals: the scorer, then the execution engine when a
     signal was confirmed. A failure of either is logged and left for the next batch: it must not
     stop ingestion."""
+    from common.trading_config import read_trading_config
     from jobs import execution_engine, statistical_scorer
 
+    trading = None
+
+    def score():
+        # One read of gold.trading_config for both (a bad one fails the scorer's recorded run):
+        # the engine runs right after the scorer.
+        nonlocal trading
+        trading = read_trading_config(spark)
+        return statistical_scorer.run(spark, config, trading=trading)
+
     try:
-        scored = run_recorded(spark, config, "statistical_scorer", lambda: statistical_scorer.run(spark, config))
+        scored = run_recorded(spark, config, "statistical_scorer", score)
         if any(move.endswith("->confirmed") for move in scored.moves):
-            executed = run_recorded(spark, config, "execution_engine", lambda: execution_engine.run(spark, config))
+            executed = run_recorded(spark, config, "execution_engine",
+                                    lambda: execution_engine.run(spark, config, trading=trading))
             log.info("event=execution_after_scoring %s", executed.describe().replace("\n", ";"))
     except Exception:  # noqa: BLE001 - logged with its traceback, retried after the next batch
         log.exception("event=score_or_execute_failed")
