@@ -28,7 +28,10 @@ from streaming.producers.messages import encode, kline_key, kline_message, marke
 from streaming.producers.resume import last_sent_times
 
 log = logging.getLogger(__name__)
-OUTBOX_LIMIT = 20_000  # records held before a send, within a round
+# Records held before a send, within a round: far more than a live round's new candles (one or
+# two per stream), and about a page of a backfill, whose progress reaches Kafka (and its
+# cursor moves) page by page rather than at the end of a long history.
+OUTBOX_LIMIT = 1_000
 
 
 @dataclass
@@ -137,7 +140,8 @@ class ExchangeProducer:
                               stream.stopped_reason)
                 else:
                     raise  # Kafka or our own bug: stop the producer loudly
-        return outbox.send()
+        outbox.send()
+        return outbox.sent
 
     def _poll_klines(self, stream: Stream, outbox: "_Outbox") -> None:
         interval_ms = INTERVAL_MS[stream.name]
@@ -185,12 +189,13 @@ class ExchangeProducer:
 class _Outbox:
     """A round's records, sent together once fetched: one flush, so that a candle's streams reach
     Kafka at one moment. A stream's cursor moves only once Kafka has acknowledged its records.
-    A backfill's pages go out every OUTBOX_LIMIT records, not all at the round's end."""
+    A backfill goes out every OUTBOX_LIMIT records, not all at the round's end."""
 
     def __init__(self, kafka: KafkaProducer, exchange: str):
         self.kafka, self.exchange = kafka, exchange
         self._records: dict[str, list[tuple[str, bytes]]] = {}  # topic -> records
         self._cursors: dict[int, tuple[Stream, int, int]] = {}  # id(stream) -> (stream, next time, records)
+        self.sent = 0  # records Kafka acknowledged, over every send
 
     def add(self, topic: str, stream: Stream, records: list[tuple[str, bytes]], next_time_ms: int) -> None:
         self._records.setdefault(topic, []).extend(records)
@@ -199,9 +204,9 @@ class _Outbox:
         if sum(len(r) for r in self._records.values()) >= OUTBOX_LIMIT:
             self.send()
 
-    def send(self) -> int:
+    def send(self) -> None:
         """Send what is held and wait for Kafka's acknowledgement; then move the cursors."""
-        sent = sum(send_confirmed(self.kafka, topic, records) for topic, records in self._records.items())
+        self.sent += sum(send_confirmed(self.kafka, topic, records) for topic, records in self._records.items())
         for stream, next_time_ms, count in self._cursors.values():
             stream.next_time_ms = next_time_ms
             stream.sent += count
@@ -209,7 +214,6 @@ class _Outbox:
                      "klines" if stream.kind == "kline" else "market", self.exchange, stream.label, count,
                      next_time_ms)
         self._records, self._cursors = {}, {}
-        return sent
 
 
 def _is_exchange_error(error: Exception) -> bool:

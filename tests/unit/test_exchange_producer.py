@@ -178,6 +178,19 @@ def test_a_rounds_klines_of_every_stream_go_out_in_one_flush(monkeypatch, app_en
     assert all(s.next_time_ms == HOUR_START and s.sent == 30 for s in stream_producer.streams)
 
 
+def test_a_backfill_goes_out_as_the_outbox_fills_not_at_the_rounds_end(monkeypatch, app_env):
+    monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
+    monkeypatch.setattr(exchange_producer, "OUTBOX_LIMIT", 20)
+    kafka = RecordingKafka()
+    server, config, first_ms = kline_producer(app_env)
+    with server:
+        stream_producer = producer("binance", config, server, kafka)
+        stream_producer.since_ms = first_ms
+        stream_producer.prepare()
+        assert stream_producer.poll_once() == 60
+    assert kafka.flushed == [30, 60]  # each stream's 30 candles once they passed the limit
+
+
 def test_a_stream_cursor_stays_until_kafka_acknowledges(monkeypatch, app_env):
     monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
     kafka = RefusingKafka()
