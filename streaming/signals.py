@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -123,8 +124,14 @@ def scan_zone_changes(spark: SparkSession, config: AppConfig, zone_changes: Data
     return rows.groupBy("exchange", "symbol").applyInPandas(scan_group(config, strategies), SIGNAL_SCHEMA)
 
 
-def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFrame) -> int:
-    """MERGE insert-when-absent into gold.signals_all, then the audit trail's first line."""
+def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFrame, after_insert=None) -> int:
+    """MERGE insert-when-absent into gold.signals_all, then the audit trail's first line.
+
+    after_insert: what to run between the two, once signals were inserted (the stream's scorer
+    and execution engine): the audit line is a MERGE of its own, seconds here, that need not
+    stand between a signal and its order. Its time is still the signal's creation time, and a
+    crash before it is written leaves the micro-batch uncommitted: it runs again, inserts
+    nothing twice and writes the line (keyed on the signal's move)."""
     from delta.tables import DeltaTable
 
     signals = signals.persist()
@@ -132,16 +139,18 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
         count = signals.count()
         if not count:
             return 0
-        now = F.current_timestamp()
+        found_at = F.lit(datetime.now(timezone.utc))  # one moment for the row and its audit line
         rows = signals.select("*", F.lit(SignalStatus.PENDING.value).alias("status"),
                               F.lit("found by the scanner").alias("status_reason"),
-                              now.alias("created_at"), now.alias("updated_at"))
+                              found_at.alias("created_at"), found_at.alias("updated_at"))
         location = location_of(config, "gold.signals_all")
         target = DeltaTable.forPath(spark, location)
         columns = {c: f"s.{c}" for c in rows.columns}
         # The trading jobs write these tables too: losing a race must not stop the query.
         retry_on_conflict(lambda: (target.alias("t").merge(rows.alias("s"), "t.signal_id = s.signal_id")
                                    .whenNotMatchedInsert(values=columns).execute()), "gold.signals_all")
+        if after_insert is not None:
+            after_insert()
         audit = signals.select(
             F.sha2(F.concat_ws("|", "signal_id", F.lit(""), F.lit(SignalStatus.PENDING.value)), 256).alias("event_id"),
             F.lit("signal").alias("entity_type"), F.col("signal_id").alias("entity_id"),
@@ -149,7 +158,8 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
             F.lit("found by the scanner").alias("reason"),
             F.to_json(F.struct("strategy", "exchange", "symbol", "interval", "direction",
                                "known_at_ms")).alias("details"),
-            F.lit("signal_scanner").alias("actor"), now.alias("event_time"), F.current_date().alias("event_date"))
+            F.lit("signal_scanner").alias("actor"), found_at.alias("event_time"),
+            F.to_date(found_at).alias("event_date"))
         append_audit(spark, config, audit)  # retried as well when it loses a race
         return count
     finally:
@@ -170,9 +180,7 @@ def start_signals_query(spark: SparkSession, config: AppConfig, available_now: b
         started = time.monotonic()
         signals = scan_zone_changes(spark, config, batch)
         if signals is not None:  # None: no series of the scanned intervals changed
-            count = insert_new_signals(spark, config, signals)
-            if count:
-                after_signals()
+            count = insert_new_signals(spark, config, signals, after_insert=after_signals)
             log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count,
                      time.monotonic() - started)
         if after_batch is not None:

@@ -173,3 +173,28 @@ def test_a_signal_moved_meanwhile_keeps_its_status_and_only_the_moves_made_are_a
     audited = [(r.entity_id, r.from_status, r.to_status) for r in spark.table("trading.audit_log")
                .where(F.col("entity_id").isin(ids)).collect()]
     assert audited == [(ids[1], "pending", "rejected")]
+
+
+def test_the_stream_trades_a_new_signal_before_its_audit_line_is_written(spark, config):
+    """The scorer and execution engine (after_insert) run as soon as the signal is in the table:
+    its creation line in the audit log comes after them, with the signal's creation time."""
+    from streaming.signals import SIGNAL_SCHEMA, insert_new_signals
+
+    symbol = "SIGAFTERUSDT"
+    names = [field.split(" ")[0] for field in SIGNAL_SCHEMA.split(", ")]
+    row = {"exchange": "binance", "symbol": symbol, "interval": "1h", "signal_id": f"{symbol}-1", "strategy": "smc",
+           "direction": "long", "trigger_bar_time_ms": T0, "known_at_ms": T0 + H - 1, "entry_price": 101.0}
+    frame = spark.createDataFrame([tuple(row.get(name) for name in names)], SIGNAL_SCHEMA)
+    seen_by_trading = []
+
+    def after_insert():
+        stored = spark.table("gold.signals_all").where(F.col("signal_id") == f"{symbol}-1").collect()
+        lines = spark.table("trading.audit_log").where(F.col("entity_id") == f"{symbol}-1").collect()
+        seen_by_trading.append((len(stored), len(lines)))
+
+    assert insert_new_signals(spark, config, frame, after_insert=after_insert) == 1
+    assert seen_by_trading == [(1, 0)]  # the signal there, its audit line not yet
+    (signal,) = spark.table("gold.signals_all").where(F.col("signal_id") == f"{symbol}-1").collect()
+    (line,) = spark.table("trading.audit_log").where(F.col("entity_id") == f"{symbol}-1").collect()
+    assert (line.to_status, line.reason, line.event_time) == ("pending", "found by the scanner", signal.created_at)
+    assert line.event_date == signal.created_at.date()
