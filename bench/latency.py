@@ -32,6 +32,7 @@ written, -> signal scored, -> order acknowledged).
 
     python bench/latency.py                       # both modes, 24 candles each
     python bench/latency.py --modes in_process --candles 20 --trigger-seconds 2
+    python bench/latency.py --mode-minutes 30      # each mode stops taking candles after 30 minutes
 """
 from __future__ import annotations
 
@@ -303,6 +304,8 @@ def main() -> None:
     parser.add_argument("--trigger-seconds", type=int, default=2)
     parser.add_argument("--poll-seconds", type=int, default=1)
     parser.add_argument("--timeout-seconds", type=float, default=240.0, help="longest wait for one candle")
+    parser.add_argument("--mode-minutes", type=float, default=None,
+                        help="no new candle in a mode after this many minutes of measuring (the figures so far)")
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -428,6 +431,9 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
     measuring_since = time.time()
     try:
         while remaining and len(result.latencies_s) < args.candles and not failure:
+            if args.mode_minutes is not None and time.time() - measuring_since > 60 * args.mode_minutes:
+                result.missed.append(f"the mode's {args.mode_minutes:g} minutes ran out")
+                break
             step = remaining.pop(0)
             close_ms = window_start_ms + step * MINUTE
             if clock() >= close_ms:  # the clock ran past it during an earlier wait
