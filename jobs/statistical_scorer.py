@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig
+from common.delta_conflicts import retry_on_conflict
 from common.local_frames import local_frame
 from common.scoring import (
     COMPONENTS, DEFAULT_CALIBRATION, Calibration, calibrate, calibration_from_rows, score_report, score_signals,
@@ -136,10 +137,14 @@ def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: 
     updates = local_frame(spark, scored, _updates_schema())
     target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
     values = {c: f"s.{c}" for c in _UPDATE_COLUMNS}
-    merged = (target.alias("t").merge(updates.alias("s"), "t.signal_id = s.signal_id AND t.status = s.previous_status")
-              .whenMatchedUpdate(set={**values, "scored_at": "current_timestamp()",
-                                      "updated_at": "current_timestamp()"})
-              .execute().first())
+    # Conditional on the status it was read with, so a run again after losing a race with the
+    # signals query (the scorer as its own application) moves nothing twice.
+    condition = "t.signal_id = s.signal_id AND t.status = s.previous_status"
+    merged = retry_on_conflict(
+        lambda: (target.alias("t").merge(updates.alias("s"), condition)
+                 .whenMatchedUpdate(set={**values, "scored_at": "current_timestamp()",
+                                         "updated_at": "current_timestamp()"})
+                 .execute().first()), "gold.signals_all")
     if moved.empty:
         return
     applied = moved

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig, ConfigError
+from common.delta_conflicts import retry_on_conflict
 from common.exchange.gateway import OrderRequest, OrderSnapshot
 from common.exchange.paper import PaperExchange
 from common.local_frames import local_frame
@@ -206,10 +207,14 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
     audit(spark, config, [{"entity_type": "signal", "entity_id": s, "from_status": a, "to_status": b, "reason": r,
                            "actor": actor} for s, a, b, r in moves])
     frame = local_frame(spark, moves, "signal_id string, from_status string, to_status string, reason string")
-    (DeltaTable.forPath(spark, location_of(config, "gold.signals_all")).alias("t")
-     .merge(frame.alias("s"), "t.signal_id = s.signal_id AND t.status = s.from_status")
-     .whenMatchedUpdate(set={"status": "s.to_status", "status_reason": "s.reason",
-                             "updated_at": "current_timestamp()"}).execute())
+    target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
+    # The signals query inserts new signals meanwhile (the jobs as their own applications): a
+    # conflict runs the move again; it is conditional on the status, so a repeat changes nothing twice.
+    retry_on_conflict(lambda: (target.alias("t")
+                               .merge(frame.alias("s"), "t.signal_id = s.signal_id AND t.status = s.from_status")
+                               .whenMatchedUpdate(set={"status": "s.to_status", "status_reason": "s.reason",
+                                                       "updated_at": "current_timestamp()"}).execute()),
+                      "gold.signals_all")
 
 
 def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, symbols: list[str],
