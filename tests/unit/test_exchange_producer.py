@@ -6,6 +6,7 @@ can send. No Spark or Kafka."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from kafka.errors import KafkaTimeoutError
@@ -147,30 +148,29 @@ def test_bybit_has_no_taker_buy_ratio_stream(config, fake, monkeypatch):
     assert not [r for r in fake.requests[requests_before:] if "taker" in r["path"]]
 
 
-def kline_rows(first_ms: int, count: int) -> list[list[float]]:
-    return [[first_ms + n * MINUTE, 100.0 + n, 101.0 + n, 99.0 + n, 100.5 + n, 10.0] for n in range(count)]
+KLINES_FROM_MS = HOUR_START - 30 * MINUTE  # --since of the kline tests: 30 closed 1m candles a symbol
 
 
-def kline_producer(app_env, symbols=("BTCUSDT", "ETHUSDT")):
-    """Two symbols' 1m klines on the fake exchange (binance), nothing in Kafka yet, from --since."""
-    first_ms = HOUR_START - 30 * MINUTE
-    series = {("binance", symbol, "1m"): kline_rows(first_ms, 30) for symbol in symbols}
-    server = FakeExchange(series, now_ms=lambda: NOW, symbols=symbols)
+@contextmanager
+def prepared_kline_producer(app_env, monkeypatch, kafka, symbols=("BTCUSDT", "ETHUSDT")):
+    """A binance producer of two symbols' 1m klines on the fake exchange, nothing in Kafka yet."""
+    monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
+    series = {("binance", symbol, "1m"): [[KLINES_FROM_MS + n * MINUTE, 100.0 + n, 101.0 + n, 99.0 + n, 100.5 + n, 10.0]
+                                          for n in range(30)] for symbol in symbols}
     config = load_config(env={**app_env, "CRYPTOBOT_EXCHANGES__SYMBOLS": ",".join(symbols),
                               "CRYPTOBOT_EXCHANGES__INTERVALS": "1m", "CRYPTOBOT_PRODUCER__MARKET_DATA": "false"})
-    return server, config, first_ms
+    with FakeExchange(series, now_ms=lambda: NOW, symbols=symbols) as server:
+        stream_producer = producer("binance", config, server, kafka)
+        stream_producer.since_ms = KLINES_FROM_MS
+        stream_producer.prepare()
+        yield stream_producer
 
 
 def test_a_rounds_klines_of_every_stream_go_out_in_one_flush(monkeypatch, app_env):
     """A candle's symbols reach Kafka at one moment, not one HTTP fetch after another (they would
     straddle the stream's trigger and cost every stage a second micro-batch)."""
-    monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
     kafka = RecordingKafka()
-    server, config, first_ms = kline_producer(app_env)
-    with server:
-        stream_producer = producer("binance", config, server, kafka)
-        stream_producer.since_ms = first_ms
-        stream_producer.prepare()
+    with prepared_kline_producer(app_env, monkeypatch, kafka) as stream_producer:
         sent = stream_producer.poll_once()
     assert sent == 60 and len(kafka.sent) == 60
     assert kafka.flushed == [60]
@@ -179,30 +179,19 @@ def test_a_rounds_klines_of_every_stream_go_out_in_one_flush(monkeypatch, app_en
 
 
 def test_a_backfill_goes_out_as_the_outbox_fills_not_at_the_rounds_end(monkeypatch, app_env):
-    monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
     monkeypatch.setattr(exchange_producer, "OUTBOX_LIMIT", 20)
     kafka = RecordingKafka()
-    server, config, first_ms = kline_producer(app_env)
-    with server:
-        stream_producer = producer("binance", config, server, kafka)
-        stream_producer.since_ms = first_ms
-        stream_producer.prepare()
+    with prepared_kline_producer(app_env, monkeypatch, kafka) as stream_producer:
         assert stream_producer.poll_once() == 60
     assert kafka.flushed == [30, 60]  # each stream's 30 candles once they passed the limit
 
 
 def test_a_stream_cursor_stays_until_kafka_acknowledges(monkeypatch, app_env):
-    monkeypatch.setattr(exchange_producer, "last_sent_times", resume_at({}))
-    kafka = RefusingKafka()
-    server, config, first_ms = kline_producer(app_env)
-    with server:
-        stream_producer = producer("binance", config, server, kafka)
-        stream_producer.since_ms = first_ms
-        stream_producer.prepare()
+    with prepared_kline_producer(app_env, monkeypatch, RefusingKafka()) as stream_producer:
         with pytest.raises(KafkaTimeoutError):
             stream_producer.poll_once()
     # Nothing counts as sent: the next round (or a restart) fetches the same candles again.
-    assert all(s.next_time_ms == first_ms and s.sent == 0 for s in stream_producer.streams)
+    assert all(s.next_time_ms == KLINES_FROM_MS and s.sent == 0 for s in stream_producer.streams)
 
 
 def test_silver_knows_every_metric_a_producer_can_send():
