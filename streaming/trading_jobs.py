@@ -19,8 +19,11 @@ batch that found signals, and the position manager on its cadence.
 - `spark_submit`: each job is its own application, `spark-submit jobs/<job>.py` (the
   `[streaming] job_submit_command` prefix, or this machine's spark-submit with the project's
   jars and Spark defaults), so a cluster can give the jobs their own resources. A job still
-  running when its next turn comes is not started again; a failed one is logged and left for
-  its next turn (a write that lost a race with the stream is retried then).
+  running when its next turn comes is not started again: a position manager's turn is then
+  skipped (the next comes within the interval), while signals found during a scorer and
+  execution run get one more run right after it (however many batches found some), since
+  nothing else would score them before they age. A failed job is logged and left for its next
+  turn (a write that lost a race with the stream is retried then).
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ class TradingJobs:
         self.mode = config.streaming.trading_jobs
         self.submit_prefix = submit_prefix or submit_command(config)
         self._running: dict[tuple[str, ...], threading.Thread] = {}
+        self._again: set[tuple[str, ...]] = set()  # chains asked for while they ran: one more run each
         self._lock = threading.Lock()
         self._trading = threading.Lock()  # in_process: one trading job at a time
         self._interval_s = config.streaming.position_manager_interval_seconds
@@ -57,7 +61,11 @@ class TradingJobs:
         def in_process():
             with self._trading:
                 score_and_execute(self.spark, self.config)
-        self._run(in_process, SCORE_THEN_EXECUTE)
+        if self.mode == "in_process":
+            in_process()
+        elif self.mode == "spark_submit":
+            self.submit(SCORE_THEN_EXECUTE, again_if_running=True)
+        # "off": neither
 
     def after_batch(self) -> None:
         """After each batch of the signals query: in_process, the position manager's turn if due."""
@@ -92,26 +100,38 @@ class TradingJobs:
         self._last_turn = time.monotonic()
         _manage_in_process(self.spark, self.config)
 
-    def _run(self, in_process, jobs: tuple[str, ...]) -> None:
-        if self.mode == "in_process":
-            in_process()
-        elif self.mode == "spark_submit":
-            self.submit(jobs)
-        # "off": neither
-
-    def submit(self, jobs: tuple[str, ...]) -> bool:
+    def submit(self, jobs: tuple[str, ...], again_if_running: bool = False) -> bool:
         """Start the chain of jobs (each only if the one before succeeded) unless it is still
-        running; returns whether it was started."""
+        running; returns whether it was started. again_if_running: when it is, run it once more
+        after it finishes (what it was asked for came after its jobs read their input)."""
         with self._lock:
-            running = self._running.get(jobs)
-            if running is not None and running.is_alive():
-                log.info("event=job_still_running jobs=%s", ",".join(jobs))
+            if jobs in self._running:
+                log.info("event=job_still_running jobs=%s again=%s", ",".join(jobs), again_if_running)
+                if again_if_running:
+                    self._again.add(jobs)
                 return False
-            thread = threading.Thread(target=self._run_chain, args=(jobs,), name="submit-" + "-".join(jobs),
+            thread = threading.Thread(target=self._run_chains, args=(jobs,), name="submit-" + "-".join(jobs),
                                       daemon=True)
             self._running[jobs] = thread
             thread.start()
             return True
+
+    def _run_chains(self, jobs: tuple[str, ...]) -> None:
+        """The chain, and again while it was asked for during a run. A chain leaves
+        self._running under the lock that submit reads it with: a request either starts a new
+        thread or is seen here."""
+        try:
+            while True:
+                self._run_chain(jobs)
+                with self._lock:
+                    if jobs not in self._again:
+                        del self._running[jobs]
+                        return
+                    self._again.discard(jobs)
+        except BaseException:
+            with self._lock:
+                self._running.pop(jobs, None)
+            raise
 
     def wait(self, timeout_s: float | None = None) -> None:
         """Until the submitted jobs are done (at shutdown, and in tests)."""

@@ -1,6 +1,6 @@
 """The stream's trading jobs as separate applications (`[streaming] trading_jobs = spark_submit`):
 the scorer then the execution engine, the second only after the first succeeded; a job still
-running is not started again. spark-submit is stood in for by a script that notes its calls."""
+running is not started again (signals found meanwhile get one more run after it). spark-submit is stood in for by a script that notes its calls."""
 import logging
 import sys
 from pathlib import Path
@@ -40,6 +40,18 @@ def test_a_job_still_running_is_not_started_again(jobs, calls):
     assert jobs.submit(MANAGE) is True
     jobs.wait(30)
     assert calls() == ["start position_manager", "end position_manager"] * 2
+
+
+def test_signals_found_while_the_scorer_and_engine_run_get_one_more_run_right_after(jobs, calls):
+    jobs.after_signals()
+    jobs.after_signals()  # more signals while the first run's scorer is still running
+    jobs.after_signals()  # and more: one run after the first is enough for both
+    jobs.wait(30)
+    assert calls() == ["start statistical_scorer", "end statistical_scorer",
+                       "start execution_engine", "end execution_engine"] * 2
+    jobs.after_signals()  # nothing running: a run of its own
+    jobs.wait(30)
+    assert len(calls()) == 12
 
 
 def test_a_failed_scorer_stops_the_chain_and_is_logged(jobs, calls, monkeypatch, caplog):
