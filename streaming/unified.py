@@ -87,16 +87,18 @@ def upsert_unified_klines(spark: SparkSession, config: AppConfig, changes: DataF
         if key_range is None:
             return
         written = upsert(spark, unified_location, rows, KLINE_KEY, key_range)
-        # The consolidated kline of every key this batch touched, from all its exchanges. When
-        # unified held nothing in the batch's range before, the batch has every exchange's row
-        # of those keys; otherwise they are read back (the range lets Delta skip most files):
-        # new keys of this exchange may sit beside another exchange's rows of the same minute.
+        # The consolidated kline of every key this batch touched, from all its exchanges.
         if written == APPENDED_TO_EMPTY_SPAN:
-            sources = rows
-        else:
-            touched = rows.select(*CONSOLIDATED_KEY).distinct()
-            sources = (spark.read.format("delta").load(unified_location).where(key_range.predicate())
-                       .join(touched, list(CONSOLIDATED_KEY)))
+            # Unified held nothing in the batch's range, so the batch has every exchange's row of
+            # those keys; and consolidated, made from unified's rows only, holds nothing there
+            # either: an append, without asking (a re-run finds unified's rows and merges below).
+            consolidate(rows).write.format("delta").mode("append").save(consolidated_location)
+            return
+        # Otherwise the keys' rows are read back (the range lets Delta skip most files): new
+        # keys of this exchange may sit beside another exchange's rows of the same minute.
+        touched = rows.select(*CONSOLIDATED_KEY).distinct()
+        sources = (spark.read.format("delta").load(unified_location).where(key_range.predicate())
+                   .join(touched, list(CONSOLIDATED_KEY)))
         # Recomputing a key is idempotent: the new row always replaces the old.
         upsert(spark, consolidated_location, consolidate(sources), CONSOLIDATED_KEY, key_range, update_when=None)
     finally:

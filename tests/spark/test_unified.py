@@ -46,3 +46,23 @@ def test_a_minute_of_two_exchanges_in_separate_batches_is_consolidated_from_both
         T0 + 60_000: (40.0, (100.0 * 10 + 104.0 * 30) / 40, 2),  # volume-weighted across both
         T0 + 120_000: (5.0, 90.0, 1),
     }
+
+
+def test_a_batch_run_again_after_a_crash_before_its_consolidated_write_writes_it(spark, app_config,
+                                                                                 initialized_lake):
+    # The first run appended to unified (an empty span) and died before consolidating: the re-run
+    # finds its rows in unified and must still write the consolidated klines.
+    from delta.tables import DeltaTable
+
+    from common.catalog import location_of
+
+    minute = 10
+    batch = changes(spark, "binance", [minute], volume=7.0, close=120.0, offset=100)
+    upsert_unified_klines(spark, app_config, batch)
+    lost = DeltaTable.forPath(spark, location_of(app_config, "silver.consolidated_klines"))
+    lost.delete((F.col("symbol") == SYMBOL) & (F.col("open_time_ms") == T0 + minute * 60_000))
+    assert T0 + minute * 60_000 not in consolidated(spark, app_config)
+
+    upsert_unified_klines(spark, app_config, batch)
+
+    assert consolidated(spark, app_config)[T0 + minute * 60_000] == (7.0, 120.0, 1)
