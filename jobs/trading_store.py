@@ -154,7 +154,10 @@ def read_orders(spark: SparkSession, config: AppConfig, where: str) -> list[Orde
 def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -> None:
     """Insert new orders; update a recorded one only where the row moves it forward
     (ORDER_MOVES_FORWARD): a stale snapshot changes nothing, and the next read shows the truth.
-    Of several rows for one order, the last is what the exchange said last (a MERGE takes one)."""
+    Of several rows for one order, the last is what the exchange said last (a MERGE takes one).
+    The execution engine and the position manager both write the table (at once when each is its
+    own application): the MERGE runs again when it loses that race, which its conditions make
+    safe (an order is inserted once, and only ever moved forward)."""
     rows = list({r.client_order_id: r for r in rows}.values())
     if not rows:
         return
@@ -172,8 +175,9 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
     frame = local_frame(spark, values, schema)
     target = DeltaTable.forPath(spark, location_of(config, "trading.orders"))
     update = {c: f"s.{c}" for c in frame.columns if c not in ("created_at", "order_id", "client_order_id")}
-    (target.alias("t").merge(frame.alias("s"), "t.client_order_id = s.client_order_id")
-     .whenMatchedUpdate(condition=ORDER_MOVES_FORWARD, set=update).whenNotMatchedInsertAll().execute())
+    retry_on_conflict(lambda: (target.alias("t").merge(frame.alias("s"), "t.client_order_id = s.client_order_id")
+                               .whenMatchedUpdate(condition=ORDER_MOVES_FORWARD, set=update)
+                               .whenNotMatchedInsertAll().execute()), "trading.orders")
 
 
 def audit(spark: SparkSession, config: AppConfig, events: list[dict]) -> None:

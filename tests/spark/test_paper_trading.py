@@ -304,3 +304,37 @@ def test_an_orders_record_only_moves_forward(spark, config):
         assert stored() == ("closed", D(10))  # final: neither reopened nor turned into another ending
     finally:
         spark.sql(f"DELETE FROM trading.orders WHERE client_order_id = '{cid}'")
+
+
+def test_orders_written_at_once_by_the_engine_and_the_manager_are_all_recorded(spark, config):
+    """As their own applications the execution engine and the position manager MERGE into
+    trading.orders at the same time: the one that loses the race writes again, nothing fails."""
+    import threading
+
+    from common.exchange.gateway import OrderRequest
+    from jobs.trading_store import intent_row, read_orders, write_orders
+
+    def rows(writer: str, n: int):
+        cid = client_order_id(f"paper-race-{writer}-{n}", "entry", 0)
+        return [intent_row(OrderRequest(cid, "PAPUSDT", "buy", "limit", D(1), D(100)), f"paper-race-{writer}-{n}",
+                           "binance", "entry", 0, "paper", T0)]
+
+    errors = []
+
+    def writer(name: str):
+        try:
+            for n in range(4):
+                write_orders(spark, config, rows(name, n))
+        except Exception as error:  # noqa: BLE001 - the test's finding
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("engine", "manager")]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert errors == []
+        assert len(read_orders(spark, config, "signal_id LIKE 'paper-race-%'")) == 8
+    finally:
+        spark.sql("DELETE FROM trading.orders WHERE signal_id LIKE 'paper-race-%'")
