@@ -24,37 +24,61 @@ SUCCEEDED, FAILED, STOPPED = "succeeded", "failed", "stopped"
 
 def run_recorded(spark, config: AppConfig, job: str, work: Callable[[], T], details: str | None = None) -> T:
     """work() as a run of `job`, recorded in gold.job_runs whatever its outcome."""
-    started = time.time()
-    try:
-        result = work()
-    except KeyboardInterrupt:
-        record_run(spark, config, job, started, STOPPED, details=details, error="interrupted")
-        raise
-    except Exception as err:
-        record_run(spark, config, job, started, FAILED, details=details,
-                   error=f"{type(err).__name__}: {first_line(err)}")
-        raise
-    record_run(spark, config, job, started, SUCCEEDED, getattr(result, "rows_in", None),
-               getattr(result, "rows_out", None), details=details)
-    return result
+    with RunRecords(spark, config) as records:
+        return records.run(job, work, details)
 
 
-def record_run(spark, config: AppConfig, job: str, started_s: float, status: str, rows_in: int | None = None,
-               rows_out: int | None = None, error: str | None = None, details: str | None = None) -> None:
-    from pyspark.sql.types import StructType
+class RunRecords:
+    """Runs recorded together, in one append when the block ends (however it ends): the stream
+    runs the scorer and then the execution engine, and the scorer's row need not stand between
+    a signal and its order."""
 
-    ended_s = time.time()
-    row = (uuid.uuid4().hex, job, _utc(started_s), _utc(ended_s), round(ended_s - started_s, 3), status,
-           None if rows_in is None else int(rows_in), None if rows_out is None else int(rows_out),
-           None if error is None else error[:2000], socket.gethostname(), details)
-    try:
-        location = location_of(config, "gold.job_runs")
-        schema: StructType = spark.read.format("delta").load(location).schema
-        local_frame(spark, [row], schema).write.format("delta").mode("append").save(location)
-        log.info("event=job_run job=%s status=%s duration_s=%.1f rows_in=%s rows_out=%s", job, status,
-                 ended_s - started_s, rows_in, rows_out)
-    except Exception as err:  # the lake may be what failed; the job's own outcome matters more
-        log.warning("event=job_run_not_recorded job=%s status=%s error=%s", job, status, first_line(err))
+    def __init__(self, spark, config: AppConfig):
+        self.spark, self.config = spark, config
+        self.rows: list[tuple] = []
+
+    def run(self, job: str, work: Callable[[], T], details: str | None = None) -> T:
+        started = time.time()
+        try:
+            result = work()
+        except KeyboardInterrupt:
+            self.add(job, started, STOPPED, details=details, error="interrupted")
+            raise
+        except Exception as err:
+            self.add(job, started, FAILED, details=details, error=f"{type(err).__name__}: {first_line(err)}")
+            raise
+        self.add(job, started, SUCCEEDED, getattr(result, "rows_in", None), getattr(result, "rows_out", None),
+                 details=details)
+        return result
+
+    def add(self, job: str, started_s: float, status: str, rows_in: int | None = None, rows_out: int | None = None,
+            error: str | None = None, details: str | None = None) -> None:
+        ended_s = time.time()
+        self.rows.append((uuid.uuid4().hex, job, _utc(started_s), _utc(ended_s), round(ended_s - started_s, 3),
+                          status, None if rows_in is None else int(rows_in),
+                          None if rows_out is None else int(rows_out), None if error is None else error[:2000],
+                          socket.gethostname(), details))
+
+    def write(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        try:
+            location = location_of(self.config, "gold.job_runs")
+            schema = self.spark.read.format("delta").load(location).schema
+            local_frame(self.spark, rows, schema).write.format("delta").mode("append").save(location)
+            for row in rows:
+                log.info("event=job_run job=%s status=%s duration_s=%.1f rows_in=%s rows_out=%s", row[1], row[5],
+                         row[4], row[6], row[7])
+        except Exception as err:  # the lake may be what failed; the job's own outcome matters more
+            log.warning("event=job_run_not_recorded jobs=%s error=%s", ",".join(f"{r[1]}:{r[5]}" for r in rows),
+                        first_line(err))
+
+    def __enter__(self) -> "RunRecords":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.write()
 
 
 def _utc(epoch_s: float) -> datetime:

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from common.config import AppConfig
-from common.job_runs import run_recorded
+from common.job_runs import RunRecords, run_recorded
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -196,11 +196,13 @@ def score_and_execute(spark, config: AppConfig) -> None:
         return statistical_scorer.run(spark, config, trading=trading)
 
     try:
-        scored = run_recorded(spark, config, "statistical_scorer", score)
-        if any(move.endswith("->confirmed") for move in scored.moves):
-            executed = run_recorded(spark, config, "execution_engine",
-                                    lambda: execution_engine.run(spark, config, trading=trading))
-            log.info("event=execution_after_scoring %s", executed.describe().replace("\n", ";"))
+        # Both runs' rows in gold.job_runs in one append, after the engine.
+        with RunRecords(spark, config) as records:
+            scored = records.run("statistical_scorer", score)
+            if any(move.endswith("->confirmed") for move in scored.moves):
+                executed = records.run("execution_engine",
+                                       lambda: execution_engine.run(spark, config, trading=trading))
+                log.info("event=execution_after_scoring %s", executed.describe().replace("\n", ";"))
     except Exception:  # noqa: BLE001 - logged with its traceback, retried after the next batch
         log.exception("event=score_or_execute_failed")
 

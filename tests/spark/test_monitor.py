@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from common.job_runs import run_recorded
+from common.job_runs import RunRecords, run_recorded
 from jobs import signals_monitor
 from tests.spark.rows import append
 
@@ -36,6 +36,26 @@ def test_every_run_of_a_job_is_recorded_with_its_outcome(spark, app_config, init
     assert (first.status, first.rows_in, first.rows_out, first.error) == ("succeeded", 7, 3, None)
     assert (second.status, second.error, second.details) == ("failed", "RuntimeError: exchange said no", "try 2")
     assert second.ended_at >= second.started_at and second.duration_s >= 0
+
+
+def test_runs_recorded_together_are_one_append_written_when_the_block_ends_even_on_failure(
+        spark, app_config, initialized_lake):
+    def versions():
+        return spark.sql("DESCRIBE HISTORY gold.job_runs").count()
+
+    def engine_down():
+        raise RuntimeError("engine down")
+
+    before = versions()
+    with pytest.raises(RuntimeError, match="engine down"):
+        with RunRecords(spark, app_config) as records:
+            records.run("monitor_test_scorer", Counts)
+            assert versions() == before  # nothing written while the block runs
+            records.run("monitor_test_engine", engine_down)
+    assert versions() == before + 1
+    assert [r.status for r in job_runs(spark, "monitor_test_scorer")] == ["succeeded"]
+    assert [(r.status, r.error) for r in job_runs(spark, "monitor_test_engine")] == [
+        ("failed", "RuntimeError: engine down")]
 
 
 def section(sections, title_start):
