@@ -49,13 +49,12 @@ def pipeline_stages(spark, config: AppConfig, available_now: bool, exchanges: li
                     trading_jobs: TradingJobs | None = None):
     """Functions starting each stage's queries, in data-flow order."""
     after_signals = trading_jobs.after_signals if trading_jobs else None
-    after_batch = trading_jobs.after_batch if trading_jobs and not available_now else None
     return [
         lambda: [start_bronze_query(spark, config, q, available_now) for q in bronze_queries(config, exchanges)],
         lambda: [start_silver_query(spark, config, q, available_now) for q in silver_queries(config, exchanges)],
         lambda: [start_unified_query(spark, config, kind, available_now) for kind in ("klines", "market")],
         lambda: [start_analytics_query(spark, config, kind, available_now) for kind in ("klines", "market")],
-        lambda: [start_signals_query(spark, config, available_now, after_signals, after_batch)],
+        lambda: [start_signals_query(spark, config, available_now, after_signals)],
     ]
 
 
@@ -80,10 +79,11 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     log.info("event=stream_started queries=%s", ",".join(q.name for q in queries))
     stop = stop or _stop_on_signals()
     trading = "signals" in names  # the position manager's cadence goes with the stage that finds signals
+    quiet = QuietClock(queries)
     try:
         while not stop.is_set() and all(q.isActive for q in queries):
             if trading:
-                trading_jobs.manage_positions()  # when due (streaming/trading_jobs.py)
+                trading_jobs.manage_positions(quiet.seconds())  # when due (streaming/trading_jobs.py)
             stop.wait(1.0)
     finally:
         for query in queries:
@@ -91,6 +91,23 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
         trading_jobs.wait(timeout_s=300)  # a submitted job finishes what it started
     _collect(queries, report)
     return report
+
+
+class QuietClock:
+    """How long every query has had no data waiting or in a running batch (Spark sets a query's
+    isDataAvailable when a trigger finds data, and clears it at the first trigger that finds
+    none), as seen by the calls to seconds()."""
+
+    def __init__(self, queries):
+        self.queries, self._quiet_since = queries, None
+
+    def seconds(self) -> float:
+        if any(q.status.get("isDataAvailable") for q in self.queries):
+            self._quiet_since = None
+            return 0.0
+        now = time.monotonic()
+        self._quiet_since = self._quiet_since or now
+        return now - self._quiet_since
 
 
 def stop_between_batches(query, timeout_s: float = 300.0) -> None:

@@ -166,11 +166,9 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
         signals.unpersist()
 
 
-def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool, after_signals=None,
-                        after_batch=None):
+def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool, after_signals=None):
     """after_signals: what to run after a batch that found signals (streaming/trading_jobs.py);
-    the scorer and the execution engine in-process by default. after_batch: what to run after
-    every batch (the position manager's turn when due)."""
+    the scorer and the execution engine in-process by default."""
     from streaming.trading_jobs import score_and_execute
 
     checkpoint = config.lake.checkpoint_path("signals")
@@ -183,8 +181,6 @@ def start_signals_query(spark: SparkSession, config: AppConfig, available_now: b
             count = insert_new_signals(spark, config, signals, after_insert=after_signals)
             log.info("event=signals_batch batch=%d signals=%d seconds=%.1f", batch_id, count,
                      time.monotonic() - started)
-        if after_batch is not None:
-            after_batch()
 
     writer = (spark.readStream.format("delta").load(location_of(config, "gold.liquidity_zones"))
               .writeStream.queryName("signals")

@@ -7,11 +7,11 @@ batch that found signals, and the position manager on its cadence.
   and the scorer's writes to gold.signals_all never race the signals query's (Delta would
   fail one of two concurrent writers to a table). The position manager never runs at the same
   time as the scorer and execution engine (both write trading.orders and the audit log): a
-  turn due while they run waits for them to finish, and they wait for a turn under way. So its
-  turn, when due, runs right after a batch of the signals query, once the batch's signals are
-  traded: in the part of the minute when no candle is on its way to an order, not in the way
-  of one. The driver's main thread runs it only when no batch has for half an interval more
-  (nothing new came: the positions are still looked after). It can still commit to
+  turn due while they run waits for them to finish, and they wait for a turn under way. So a
+  turn, once due, starts from the driver's main loop only when every query has been quiet
+  (no data waiting or being processed) for QUIET_BEFORE_TURN_S: not while a candle is on its
+  way through the stages to an order, whose signals would wait the turn out. A pipeline busy
+  for three intervals in a row gets its turn all the same. It can still commit to
   trading.audit_log while the signals query writes it: whichever loses runs its write again
   (common/audit_log.py).
 - `off`: neither; for a replay of history (what it finds is scored and traded as of its own
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCORE_THEN_EXECUTE = ("statistical_scorer", "execution_engine")
 MANAGE = ("position_manager",)
+# In process, a due turn of the position manager waits for the pipeline to have been this quiet:
+# a candle on its way keeps a stage busy, each hop starting within a trigger of the one before.
+QUIET_BEFORE_TURN_S = 3.0
 
 
 class TradingJobs:
@@ -58,29 +61,25 @@ class TradingJobs:
         self._last_turn: float | None = None  # monotonic time the last turn began (or was submitted)
 
     def after_signals(self) -> None:
-        def in_process():
+        if self.mode == "in_process":
             with self._trading:
                 score_and_execute(self.spark, self.config)
-        if self.mode == "in_process":
-            in_process()
         elif self.mode == "spark_submit":
             self.submit(SCORE_THEN_EXECUTE, again_if_running=True)
         # "off": neither
 
-    def after_batch(self) -> None:
-        """After each batch of the signals query: in_process, the position manager's turn if due."""
-        if self.mode == "in_process" and self._due(self._interval_s):
-            with self._trading:
-                self._manage_in_process()
-
-    def manage_positions(self) -> bool:
-        """From the stream's main loop (every second): in_process, a turn only when no batch ran
-        one for 1.5 intervals; spark_submit, a submitted turn every interval (one still running
-        when the next is due is skipped, see submit). False when a turn is overdue but must wait,
-        the scorer and execution engine running in this driver."""
+    def manage_positions(self, quiet_s: float = float("inf")) -> bool:
+        """From the stream's main loop (every second), quiet_s being how long every query has had
+        no data: in_process, a turn when due and the pipeline has been quiet long enough (or the
+        turn is three intervals late); spark_submit, a submitted turn every interval (one still
+        running when the next is due is skipped, see submit). False when a turn is due but must
+        wait: for the pipeline to go quiet, or for the scorer and execution engine running in
+        this driver."""
         if self.mode == "in_process":
-            if not self._due(1.5 * self._interval_s):
+            if not self._due(self._interval_s):
                 return True
+            if quiet_s < QUIET_BEFORE_TURN_S and not self._due(3 * self._interval_s):
+                return False
             if not self._trading.acquire(blocking=False):
                 return False
             try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.config import load_config
-from streaming.trading_jobs import MANAGE, SCORE_THEN_EXECUTE, TradingJobs, submit_command
+from streaming.trading_jobs import MANAGE, QUIET_BEFORE_TURN_S, SCORE_THEN_EXECUTE, TradingJobs, submit_command
 
 FAKE_SUBMIT = [sys.executable, str(Path(__file__).parent / "scripts" / "fake_spark_submit.py")]
 
@@ -104,10 +104,9 @@ def test_in_process_the_manager_never_runs_beside_the_scorer_and_execution_engin
     assert (first, second) == ("score", "manage") and manage_start >= score_end
 
 
-def test_in_process_the_managers_turn_comes_after_a_signals_batch_and_from_the_loop_only_when_overdue(monkeypatch):
-    """The turn runs after a batch of the signals query once an interval has passed, so that it is
-    out of the way of the next candle; the main loop runs it only when no batch did for 1.5
-    intervals."""
+def test_in_process_a_due_turn_waits_for_the_pipeline_to_be_quiet_unless_three_intervals_late(monkeypatch):
+    """Not while a candle is on its way to an order (a query has data): its signals would wait
+    for the turn to end."""
     import time
 
     import streaming.trading_jobs as trading_jobs
@@ -117,15 +116,14 @@ def test_in_process_the_managers_turn_comes_after_a_signals_batch_and_from_the_l
     jobs = TradingJobs(None, load_config(env={"CRYPTOBOT_STREAMING__TRADING_JOBS": "in_process",
                                               "CRYPTOBOT_STREAMING__POSITION_MANAGER_INTERVAL_SECONDS": "60"}),
                        submit_prefix=["-"])
-    assert jobs.manage_positions() and len(turns) == 1  # at start: none has run yet
-    jobs.after_batch()
-    assert jobs.manage_positions() and len(turns) == 1  # neither is due yet
-    jobs._last_turn -= 61  # an interval later: the batch runs it, the loop does not
-    assert jobs.manage_positions() and len(turns) == 1
-    jobs.after_batch()
-    assert len(turns) == 2
-    jobs._last_turn -= 91  # no batch for 1.5 intervals: the loop runs it
-    assert jobs.manage_positions() and len(turns) == 3
+    assert jobs.manage_positions(quiet_s=10.0) and len(turns) == 1  # at start: none has run yet
+    assert jobs.manage_positions(quiet_s=10.0) and len(turns) == 1  # not due
+    jobs._last_turn -= 61  # due, but a stage has data (quiet 0 s), then only just went quiet
+    assert jobs.manage_positions(quiet_s=0.0) is False and jobs.manage_positions(quiet_s=1.0) is False
+    assert len(turns) == 1
+    assert jobs.manage_positions(quiet_s=QUIET_BEFORE_TURN_S) and len(turns) == 2
+    jobs._last_turn -= 181  # three intervals late: a pipeline that is never quiet gets its turn
+    assert jobs.manage_positions(quiet_s=0.0) and len(turns) == 3
 
 
 def test_spark_submit_submits_a_turn_every_interval(monkeypatch):
@@ -133,8 +131,7 @@ def test_spark_submit_submits_a_turn_every_interval(monkeypatch):
                        submit_prefix=FAKE_SUBMIT)
     submitted = []
     monkeypatch.setattr(jobs, "submit", submitted.append)
-    jobs.after_batch()  # not the batch's to run
-    assert jobs.manage_positions() and jobs.manage_positions()
+    assert jobs.manage_positions(quiet_s=0.0) and jobs.manage_positions()  # the pipeline's quiet aside
     assert submitted == [MANAGE]
     jobs._last_turn -= jobs.config.streaming.position_manager_interval_seconds
     jobs.manage_positions()
