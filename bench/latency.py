@@ -14,8 +14,9 @@ sending), found in the table's history once the candle is done.
 The exchange's clock is the bench's: it stands still between candles and, for each candle
 measured, jumps to the candle's close and then runs at the wall clock's pace, so the producer's
 close grace, its polling and every trigger wait count as they would live; only the idle minute
-between two candles is skipped. Each candle is fed on its own: the next one closes only after
-the pipeline has gone quiet.
+between two candles is skipped. Each candle is fed on its own: the candles before it (steps
+that make no setup) go through first, and it closes once the stream has been quiet for as long
+as it is live when a candle closes (a minute after the last, a position-manager turn done).
 
 Candles that make a signal: the sample (Bitstamp BTC/USD 1m, 14 days) cut into slices, each
 served as a symbol of its own (S01USDT, ...) and shifted in time (by whole hours) so that the
@@ -33,6 +34,10 @@ written, -> signal scored, -> order acknowledged).
     python bench/latency.py                       # both modes, 24 candles each
     python bench/latency.py --modes in_process --candles 20 --trigger-seconds 2
     python bench/latency.py --mode-minutes 30      # each mode stops taking candles after 30 minutes
+    python bench/latency.py --modes in_process --candles 5 --spark-jobs   # and the costliest Spark jobs
+
+Per candle it also prints when the candle's kline reached each stage (Kafka, bronze, silver,
+unified, consolidated, analytics) and the signal, its score, the entry's intent and the answer.
 """
 from __future__ import annotations
 
@@ -167,6 +172,8 @@ class ModeResult:
     missed: list[str] = field(default_factory=list)
     batch_seconds: dict[str, list[float]] = field(default_factory=dict)  # query -> its batches with input
     job_seconds: dict[str, list[float]] = field(default_factory=dict)  # trading job -> its runs
+    spark_jobs: list[str] = field(default_factory=list)  # --spark-jobs: the costliest Spark jobs
+    hops_s: dict[str, list[float]] = field(default_factory=dict)  # hop -> its times from the close, per candle
 
     def lines(self) -> list[str]:
         if not self.latencies_s:
@@ -179,8 +186,14 @@ class ModeResult:
                  f"-> scored {statistics.median(self.to_scored_s):5.1f} s, "
                  f"-> entry's intent recorded {statistics.median(self.to_intent_s):5.1f} s, "
                  f"-> order acknowledged {statistics.median(ordered):5.1f} s"]
+        if self.hops_s:
+            lines.append(f"{'':<13} medians from the close, per hop: " + ", ".join(
+                f"{hop} {statistics.median(times):4.1f}" for hop, times in self.hops_s.items() if times))
         if self.missed:
             lines.append(f"{'':<13} not measured: {'; '.join(self.missed)}")
+        if self.spark_jobs:
+            lines += [f"{'':<13} Spark jobs while measuring, by query and action (total, count, median):"]
+            lines += [f"{'':<15}{line}" for line in self.spark_jobs]
         lines += [f"{'':<13} {kind} {name}: {len(times)} runs, median {statistics.median(times):5.1f} s, "
                   f"max {max(times):5.1f} s"
                   for kind, found in (("batches of", self.batch_seconds), ("job", self.job_seconds))
@@ -222,6 +235,34 @@ class BatchTimes:
         return taken
 
 
+def spark_jobs_report(spark, since_s: float, names_by_query_id: dict[str, str], top: int = 25) -> list[str]:
+    """Where the driver's time went since a wall time: the Spark jobs that completed, grouped by
+    the query that ran them (or the trading job's thread: "-") and the job's name (the Python
+    line of the action, or Delta's own step), from the UI's REST API. Jobs overlap on the 2
+    cores, so the totals are not a breakdown of the wall time; they say what is run most."""
+    import urllib.request
+    from datetime import datetime, timezone
+
+    def parse(text: str | None) -> float | None:  # the API's times: 2026-12-07T00:01:02.123GMT
+        return None if not text else datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%Z").replace(
+            tzinfo=timezone.utc).timestamp()
+
+    url = f"{spark.sparkContext.uiWebUrl}/api/v1/applications/{spark.sparkContext.applicationId}/jobs"
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        jobs = json.load(answer)
+    found: dict[tuple[str, str], list[float]] = {}
+    for job in jobs:
+        started, ended = parse(job.get("submissionTime")), parse(job.get("completionTime"))
+        if started is None or ended is None or started < since_s:
+            continue
+        description = job.get("description") or ""
+        query = next((name for qid, name in names_by_query_id.items() if qid in description), "-")
+        found.setdefault((query, job.get("name", "?")), []).append(ended - started)
+    ordered = sorted(found.items(), key=lambda item: -sum(item[1]))[:top]
+    return [f"{sum(times):7.1f} s  {len(times):5d} jobs  median {statistics.median(times):5.2f} s  {query}: {name}"
+            for (query, name), times in ordered]
+
+
 def job_seconds(spark, since_s: float) -> dict[str, list[float]]:
     """The trading jobs' run times (gold.job_runs) since a wall time."""
     from pyspark.sql import functions as F
@@ -253,6 +294,55 @@ def quiet(spark, settle_s: float = 3.0, timeout_s: float = 600.0) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+# Live, a candle closes a minute after the one before: that one went through in well under the
+# minute, and a position-manager turn then due started once the stream had been quiet for 3 s
+# and ended (some 8 s). The bench skips the idle rest of the minute, not that.
+SETTLE_AFTER_QUIET_S = 12.0
+
+
+def settle_like_live(spark, clock: SteppedClock, previous_close_ms: int) -> None:
+    """Before a measured candle closes: the candles since the last one measured (the steps in
+    between make no setup) go through first, as they would have in the minutes before, rather
+    than with it; then the stream is left as quiet as a live one is when the next candle closes."""
+    if clock() < previous_close_ms:
+        clock.run_from(previous_close_ms)
+        time.sleep(8.0)  # the producer's close grace and poll, then the stages
+    quiet(spark, settle_s=3.0)
+    clock.freeze()
+    time.sleep(SETTLE_AFTER_QUIET_S)
+    quiet(spark, settle_s=2.0)
+
+
+def hop_times(spark, config, symbol: str, close_ms: int, closed_wall: float) -> dict[str, float | None]:
+    """Wall times (s from the close) at which the candle's 1m kline of `symbol` reached each stage:
+    sent to Kafka (the record's timestamp), bronze, silver, unified and consolidated (each
+    write's current_timestamp(), taken as its batch writes), analytics (the series' state, read
+    before the next candle). Only the candle's own rows are read, so a stage that rewrote the
+    row later (a MERGE) shows its last write."""
+    from pyspark.sql import functions as F
+
+    from common.catalog import location_of
+
+    open_ms = close_ms - MINUTE
+
+    def first(table: str, where, column: str) -> float | None:
+        row = (spark.read.format("delta").load(location_of(config, table)).where(where)
+               .agg(F.min(F.unix_micros(column)).alias("us")).first())
+        return None if row.us is None else row.us / 1e6 - closed_wall
+
+    kline = (F.col("symbol") == symbol) & (F.col("interval") == "1m") & (F.col("open_time_ms") == open_ms)
+    since = F.unix_micros("ingested_at") >= int(closed_wall * 1e6)
+    return {
+        "kafka": first(f"bronze.{EXCHANGE}_klines", since, "kafka_timestamp"),
+        "bronze": first(f"bronze.{EXCHANGE}_klines", since, "ingested_at"),
+        "silver": first(f"silver.{EXCHANGE}_klines", kline, "updated_at"),
+        "unified": first("silver.unified_klines", kline, "updated_at"),
+        "consolidated": first("silver.consolidated_klines", kline, "updated_at"),
+        "analytics": first("gold.analytics_state", (F.col("exchange") == EXCHANGE) & (F.col("symbol") == symbol)
+                           & (F.col("interval") == "1m") & (F.col("last_bar_ms") >= open_ms), "updated_at"),
+    }
 
 
 def entry_orders(spark, signal_ids: list[str]) -> dict[str, tuple[str, float]]:
@@ -304,6 +394,8 @@ def main() -> None:
     parser.add_argument("--trigger-seconds", type=int, default=2)
     parser.add_argument("--poll-seconds", type=int, default=1)
     parser.add_argument("--timeout-seconds", type=float, default=240.0, help="longest wait for one candle")
+    parser.add_argument("--spark-jobs", action="store_true",
+                        help="print the Spark jobs that took the most time while measuring, by query and action")
     parser.add_argument("--mode-minutes", type=float, default=None,
                         help="no new candle in a mode after this many minutes of measuring (the figures so far)")
     args = parser.parse_args()
@@ -377,7 +469,9 @@ def run_bench(config, sample, plans, steps, modes, args, window_bars) -> list[Mo
             os.environ["CRYPTOBOT_PRODUCER__API_BASE_URL"] = fake.base_url
             config = load_config()
             ensure_topics(config)
-            spark = build_spark_session(config, "cryptobot-latency-bench", register=False)
+            # --spark-jobs reads the UI's record of every job: keep all of a run's.
+            profile = {"spark.ui.retainedJobs": "50000", "spark.ui.retainedStages": "50000"} if args.spark_jobs else {}
+            spark = build_spark_session(config, "cryptobot-latency-bench", extra_conf=profile, register=False)
             init_tables.run(spark, config)
             for name, value in {**TRADING_OVERRIDES,
                                 "trading_symbols": json.dumps([p.symbol for p in plans])}.items():
@@ -428,6 +522,7 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
     quiet(spark, settle_s=max(5.0, 3 * args.trigger_seconds))
     seen: set[str] = {r.signal_id for r in spark.table("gold.signals_all").select("signal_id").collect()}
     batches.take()  # from here on: the candles' batches only
+    query_names = {str(q.id): q.name for q in spark.streams.active}
     measuring_since = time.time()
     try:
         while remaining and len(result.latencies_s) < args.candles and not failure:
@@ -438,17 +533,19 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
             close_ms = window_start_ms + step * MINUTE
             if clock() >= close_ms:  # the clock ran past it during an earlier wait
                 continue
+            settle_like_live(spark, clock, close_ms - MINUTE)
             clock.run_from(close_ms)
             deadline = time.monotonic() + args.timeout_seconds
             measured = None  # (the first signal with an entry, the wall time of the candle's close)
+            # The times measured come from the tables, not from the bench's reads, which a live
+            # system does not have: they wait until the stream has gone quiet (asking costs no
+            # Spark job), so as not to compete with the candle for the 2 cores.
+            time.sleep(10.0)
+            quiet(spark, settle_s=2.0, timeout_s=max(0.0, deadline - time.monotonic()))
             while time.monotonic() < deadline and not measured:
-                # The times measured come from the tables, not from this poll: a slow poll only
-                # spares the 2 cores the load of asking (two Spark reads a time, which a live
-                # system does not have).
-                time.sleep(5.0)
                 fresh = (spark.table("gold.signals_all")
                          .where((F.col("interval") == "1m") & (F.col("known_at_ms") == close_ms - 1))
-                         .select("signal_id", "status", F.unix_micros("created_at").alias("created_us"),
+                         .select("signal_id", "symbol", "status", F.unix_micros("created_at").alias("created_us"),
                                  F.unix_micros("scored_at").alias("scored_us")).collect())
                 fresh = [r for r in fresh if r.signal_id not in seen]
                 entries = entry_orders(spark, [r.signal_id for r in fresh])
@@ -461,6 +558,8 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
                     break
                 elif not fresh and clock() > close_ms + 20_000 and quiet(spark, settle_s=6.0, timeout_s=8.0):
                     break  # the candle went through every stage and made no signal: no need to wait on
+                else:
+                    time.sleep(5.0)  # the trading jobs are still at it (spark_submit: outside the queries)
             if not measured and not fresh:
                 result.missed.append(f"step {step}: no signal")
             clock.freeze()
@@ -476,14 +575,23 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
                     result.to_signal_s.append(first.created_us / 1e6 - closed_wall)
                     result.to_scored_s.append((first.scored_us or first.created_us) / 1e6 - closed_wall)
                     result.to_intent_s.append(intent_s - closed_wall)
-                    print(f"  {mode} candle {len(result.latencies_s):2d} (step {step}): "
-                          f"{result.latencies_s[-1]:5.1f} s", flush=True)
+                    hops = hop_times(spark, config, first.symbol, close_ms, closed_wall)
+                    hops.update({"signal": result.to_signal_s[-1], "scored": result.to_scored_s[-1],
+                                 "intent": result.to_intent_s[-1], "ack": result.latencies_s[-1]})
+                    for hop, seconds in hops.items():
+                        if seconds is not None:
+                            result.hops_s.setdefault(hop, []).append(seconds)
+                    print(f"  {mode} candle {len(result.latencies_s):2d} (step {step}, {first.symbol}): "
+                          f"{result.latencies_s[-1]:5.1f} s; " + ", ".join(
+                              f"{hop} {'?' if t is None else f'{t:.1f}'}" for hop, t in hops.items()), flush=True)
             seen |= {r.signal_id for r in spark.table("gold.signals_all").select("signal_id").collect()}
     finally:
         result.batch_seconds = batches.take()
         stop.set()
         thread.join(timeout=600)
     result.job_seconds = job_seconds(spark, measuring_since)
+    if args.spark_jobs:
+        result.spark_jobs = spark_jobs_report(spark, measuring_since, query_names)
     if failure:
         raise RuntimeError(f"the stream failed in mode {mode}") from failure[0]
     return result
