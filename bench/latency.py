@@ -173,7 +173,7 @@ class ModeResult:
     batch_seconds: dict[str, list[float]] = field(default_factory=dict)  # query -> its batches with input
     job_seconds: dict[str, list[float]] = field(default_factory=dict)  # trading job -> its runs
     spark_jobs: list[str] = field(default_factory=list)  # --spark-jobs: the costliest Spark jobs
-    hops_s: dict[str, list[float]] = field(default_factory=dict)  # hop -> its times from the close, per candle
+    hops_s: dict[str, list[float]] = field(default_factory=dict)  # stage -> its times from the close, per candle
 
     def lines(self) -> list[str]:
         if not self.latencies_s:
@@ -187,7 +187,7 @@ class ModeResult:
                  f"-> entry's intent recorded {statistics.median(self.to_intent_s):5.1f} s, "
                  f"-> order acknowledged {statistics.median(ordered):5.1f} s"]
         if self.hops_s:
-            lines.append(f"{'':<13} medians from the close, per hop: " + ", ".join(
+            lines.append(f"{'':<13} medians from the close, per stage: " + ", ".join(
                 f"{hop} {statistics.median(times):4.1f}" for hop, times in self.hops_s.items() if times))
         if self.missed:
             lines.append(f"{'':<13} not measured: {'; '.join(self.missed)}")
@@ -316,27 +316,34 @@ def settle_like_live(spark, clock: SteppedClock, previous_close_ms: int) -> None
 
 
 def hop_times(spark, config, symbol: str, close_ms: int, closed_wall: float) -> dict[str, float | None]:
-    """Wall times (s from the close) at which the candle's 1m kline of `symbol` reached each stage:
-    sent to Kafka (the record's timestamp), bronze, silver, unified and consolidated (each
-    write's current_timestamp(), taken as its batch writes), analytics (the series' state, read
-    before the next candle). Only the candle's own rows are read, so a stage that rewrote the
-    row later (a MERGE) shows its last write."""
+    """Wall times (s from the close) at which the candle reached each stage: Kafka (the first
+    record's timestamp) and bronze (its batch's ingested_at), over the records ingested since the
+    close (the candle's round: the candles before it went through first); then the 1m kline of
+    `symbol` in silver, unified and consolidated (each write's current_timestamp(), taken as its
+    batch writes; a MERGE that rewrote the row later shows its last write), and analytics (the
+    series' state, read before the next candle)."""
     from pyspark.sql import functions as F
 
     from common.catalog import location_of
 
     open_ms = close_ms - MINUTE
 
+    def seconds(us) -> float | None:
+        return None if us is None else us / 1e6 - closed_wall
+
     def first(table: str, where, column: str) -> float | None:
         row = (spark.read.format("delta").load(location_of(config, table)).where(where)
                .agg(F.min(F.unix_micros(column)).alias("us")).first())
-        return None if row.us is None else row.us / 1e6 - closed_wall
+        return seconds(row.us)
 
+    ingested = (spark.read.format("delta").load(location_of(config, f"bronze.{EXCHANGE}_klines"))
+                .where(F.unix_micros("ingested_at") >= int(closed_wall * 1e6))
+                .agg(F.min(F.unix_micros("kafka_timestamp")).alias("kafka"),
+                     F.min(F.unix_micros("ingested_at")).alias("bronze")).first())
     kline = (F.col("symbol") == symbol) & (F.col("interval") == "1m") & (F.col("open_time_ms") == open_ms)
-    since = F.unix_micros("ingested_at") >= int(closed_wall * 1e6)
     return {
-        "kafka": first(f"bronze.{EXCHANGE}_klines", since, "kafka_timestamp"),
-        "bronze": first(f"bronze.{EXCHANGE}_klines", since, "ingested_at"),
+        "kafka": seconds(ingested.kafka),
+        "bronze": seconds(ingested.bronze),
         "silver": first(f"silver.{EXCHANGE}_klines", kline, "updated_at"),
         "unified": first("silver.unified_klines", kline, "updated_at"),
         "consolidated": first("silver.consolidated_klines", kline, "updated_at"),
@@ -576,11 +583,11 @@ def run_mode(spark, config, mode, clock, remaining: list[int], args, window_star
                     result.to_scored_s.append((first.scored_us or first.created_us) / 1e6 - closed_wall)
                     result.to_intent_s.append(intent_s - closed_wall)
                     hops = hop_times(spark, config, first.symbol, close_ms, closed_wall)
-                    hops.update({"signal": result.to_signal_s[-1], "scored": result.to_scored_s[-1],
-                                 "intent": result.to_intent_s[-1], "ack": result.latencies_s[-1]})
                     for hop, seconds in hops.items():
                         if seconds is not None:
                             result.hops_s.setdefault(hop, []).append(seconds)
+                    hops.update({"signal": result.to_signal_s[-1], "scored": result.to_scored_s[-1],
+                                 "intent": result.to_intent_s[-1], "ack": result.latencies_s[-1]})
                     print(f"  {mode} candle {len(result.latencies_s):2d} (step {step}, {first.symbol}): "
                           f"{result.latencies_s[-1]:5.1f} s; " + ", ".join(
                               f"{hop} {'?' if t is None else f'{t:.1f}'}" for hop, t in hops.items()), flush=True)
