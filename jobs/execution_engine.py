@@ -29,11 +29,12 @@ from pyspark.sql import functions as F
 
 from common.catalog import read_table
 from common.config import INTERVAL_MS, AppConfig
+from common.exchange.account import build_gateway
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, build_gateway, intent_row, latest_minute_closes, move_signals,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, intent_row, latest_minute_closes, move_signals,
     read_orders, with_snapshot, write_orders,
 )
 

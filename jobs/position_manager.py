@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
+from common.exchange.account import build_gateway
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected
 from common.exchange.paper import Bar
 from common.local_frames import local_frame, stored_values
@@ -37,7 +38,7 @@ from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, r
 from common.trade.sizing import round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, build_gateway, costs_of, intent_row,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, costs_of, intent_row,
     read_orders, with_snapshot, write_orders,
 )
 

@@ -7,25 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
-from common.config import AppConfig, ConfigError
+from common.config import AppConfig
 from common.delta_conflicts import retry_on_conflict
 from common.exchange.gateway import OrderRequest, OrderSnapshot
-from common.exchange.paper import PaperExchange
 from common.local_frames import local_frame
 from common.trade.lifecycle import Costs
 from common.trading_config import TradingConfig
 
-LIVE_CONFIRMATION_ENV = "CRYPTOBOT_LIVE_TRADING"
 ACTIVE_ORDER_STATUSES = ("new", "unknown", "open")
 # The same as a condition on trading.orders, for read_orders.
 ACTIVE_ORDERS = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_ORDER_STATUSES) + ")"
@@ -40,56 +36,9 @@ ORDER_MOVES_FORWARD = (f"t.status IN ({', '.join(repr(s) for s in ACTIVE_ORDER_S
                        "AND coalesce(s.filled, 0) >= coalesce(t.filled, 0)")
 
 
-def check_live_allowed(trading: TradingConfig, env=None) -> None:
-    """Live trading (paper_trading = false and use_testnet = false) needs the environment's
-    explicit confirmation as well; anything else is refused before a single call is made."""
-    env = os.environ if env is None else env
-    if trading.is_live and env.get(LIVE_CONFIRMATION_ENV) != "yes":
-        raise ConfigError(f"live trading refused: gold.trading_config has paper_trading = false and use_testnet = "
-                          f"false, but {LIVE_CONFIRMATION_ENV}=yes is not set in the environment. Set it to trade "
-                          f"real money on {trading.trading_exchange}, or set use_testnet = true.")
-
-
 def costs_of(trading: TradingConfig) -> Costs:
     return Costs(Decimal(str(trading.maker_fee_pct)), Decimal(str(trading.taker_fee_pct)),
                  Decimal(str(trading.slippage_bps)))
-
-
-def build_gateway(config: AppConfig, trading: TradingConfig):
-    check_live_allowed(trading)
-    if trading.paper_trading:
-        return PaperExchange(trading.trading_exchange, paper_state_path(config, trading.trading_exchange),
-                             Decimal(str(trading.paper_initial_equity_usdt)), Decimal(str(trading.maker_fee_pct)),
-                             Decimal(str(trading.taker_fee_pct)), Decimal(str(trading.slippage_bps)))
-    return ccxt_gateway(config, trading)
-
-
-def ccxt_gateway(config: AppConfig, trading: TradingConfig, env=None):
-    """The exchange's testnet (or, confirmed, live) account through ccxt, markets loaded."""
-    from common.exchange.ccxt_factory import create_ccxt_exchange
-    from common.exchange.ccxt_gateway import TRADABLE, CcxtGateway
-    from common.exchange.retry import RetryPolicy, call_with_retry
-    from common.secrets import load_exchange_credentials
-
-    exchange = trading.trading_exchange
-    if exchange not in TRADABLE:
-        raise ConfigError(f"trading_exchange = {exchange}: orders go through ccxt only to {', '.join(TRADABLE)}")
-    credentials = load_exchange_credentials(exchange, env)
-    if credentials is None:
-        prefix = f"CRYPTOBOT_{exchange.upper()}_"
-        raise ConfigError(f"paper_trading = false needs {exchange} API keys: set {prefix}API_KEY and "
-                          f"{prefix}API_SECRET, or put them in the secrets file (README, Secrets)")
-    client = create_ccxt_exchange(exchange, config.exchanges.market_type, api_base_url=config.execution.api_base_url,
-                                  credentials=credentials, sandbox=trading.use_testnet,
-                                  timeout_ms=config.execution.request_timeout_ms)
-    retry = RetryPolicy(max_attempts=config.execution.retry_max_attempts)
-    call_with_retry(client.load_markets, retry, f"{exchange} load_markets")
-    return CcxtGateway(client, exchange, "testnet" if trading.use_testnet else "live", config.exchanges.symbol_map,
-                       retry)
-
-
-def paper_state_path(config: AppConfig, exchange: str) -> Path:
-    return Path(config.paths.data_dir) / "paper_exchange" / f"{exchange}.json"
 
 
 @dataclass(frozen=True)

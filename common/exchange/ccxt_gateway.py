@@ -35,10 +35,12 @@ _NOT_TAKEN = (ccxt.RateLimitExceeded, ccxt.DDoSProtection)
 
 class CcxtGateway:
     def __init__(self, client: ccxt.Exchange, exchange: str, mode: str, symbol_map: SymbolMap,
-                 retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep):
+                 retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep,
+                 account: str = "default"):
         if exchange not in TRADABLE:
             raise ValueError(f"trading through ccxt supports {', '.join(TRADABLE)}, not {exchange!r}")
         self.client, self.name, self.mode = client, exchange, mode
+        self.account = account  # which account of the exchange: a fingerprint of the API key
         self.symbol_map, self.retry, self.sleep = symbol_map, retry, sleep
         if exchange == "binance":  # all symbols' open orders is a heavy call ccxt warns about: we mean it
             client.options.setdefault("fetchOpenOrders", {})["warnWithoutSymbol"] = False

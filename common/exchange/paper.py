@@ -72,6 +72,7 @@ class _Position:
 
 class PaperExchange:
     mode = "paper"
+    account = "paper"
 
     def __init__(self, name: str, state_path: Path, initial_equity: Decimal, maker_fee_pct: Decimal,
                  taker_fee_pct: Decimal, slippage_bps: Decimal, rules: dict[str, MarketRules] | None = None):

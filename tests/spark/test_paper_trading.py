@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from common.config import load_config
 from common.exchange.gateway import client_order_id
 from jobs import execution_engine, position_manager
-from jobs.trading_store import build_gateway
+from common.exchange.account import build_gateway
 from common.trading_config import read_trading_config
 from tests.spark.rows import append
 

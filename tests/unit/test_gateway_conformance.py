@@ -224,7 +224,7 @@ def test_a_partial_fill_is_reported_as_it_is(remote):
 
 def test_the_trading_jobs_build_the_testnet_gateway_from_config_and_keys(fake, tmp_path):
     from common.config import ConfigError
-    from jobs.trading_store import build_gateway
+    from common.exchange.account import build_gateway
 
     config = load_config(env={"CRYPTOBOT_EXECUTION__API_BASE_URL": fake.base_url,
                               "CRYPTOBOT_PATHS__DATA_DIR": str(tmp_path)})

@@ -74,7 +74,7 @@ def test_values_are_trimmed_and_case_insensitive_where_it_is_safe():
 def test_live_trading_needs_the_environment_s_confirmation():
     from dataclasses import replace
 
-    from jobs.trading_store import check_live_allowed
+    from common.exchange.account import check_live_allowed
 
     defaults = parse_trading_config({r["param_name"]: r["param_value"] for r in default_rows()})
     check_live_allowed(defaults, env={})  # paper: nothing to confirm

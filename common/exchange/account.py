@@ -1,0 +1,85 @@
+"""Which account orders go to, and the gateway that reaches it: the paper exchange (the default),
+an exchange's testnet, or, opted in explicitly, its live account. Every read and write of trading
+state is scoped to the account of the gateway in use (`TradingAccount`), so a paper order is never
+sent to a real account and a testnet's position is never managed with live keys."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from common.config import AppConfig, ConfigError
+from common.exchange.paper import PaperExchange
+from common.trading_config import TradingConfig
+
+LIVE_CONFIRMATION_ENV = "CRYPTOBOT_LIVE_TRADING"
+PAPER_ACCOUNT = "paper"
+
+
+@dataclass(frozen=True)
+class TradingAccount:
+    """(exchange, mode, account): paper's account is `paper`; a testnet's or live one is named by a
+    fingerprint of its API key (never the key), so another key is another account."""
+    exchange: str
+    mode: str  # paper | testnet | live
+    account: str
+
+    def describe(self) -> str:
+        return f"{self.exchange} {self.mode} account {self.account}"
+
+
+def account_of(gateway) -> TradingAccount:
+    return TradingAccount(gateway.name, gateway.mode, getattr(gateway, "account", PAPER_ACCOUNT))
+
+
+def key_fingerprint(api_key: str) -> str:
+    return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:10]
+
+
+def check_live_allowed(trading: TradingConfig, env=None) -> None:
+    """Live trading (paper_trading = false and use_testnet = false) needs the environment's
+    explicit confirmation as well; anything else is refused before a single call is made."""
+    env = os.environ if env is None else env
+    if trading.is_live and env.get(LIVE_CONFIRMATION_ENV) != "yes":
+        raise ConfigError(f"live trading refused: gold.trading_config has paper_trading = false and use_testnet = "
+                          f"false, but {LIVE_CONFIRMATION_ENV}=yes is not set in the environment. Set it to trade "
+                          f"real money on {trading.trading_exchange}, or set use_testnet = true.")
+
+
+def build_gateway(config: AppConfig, trading: TradingConfig):
+    check_live_allowed(trading)
+    if trading.paper_trading:
+        return PaperExchange(trading.trading_exchange, paper_state_path(config, trading.trading_exchange),
+                             Decimal(str(trading.paper_initial_equity_usdt)), Decimal(str(trading.maker_fee_pct)),
+                             Decimal(str(trading.taker_fee_pct)), Decimal(str(trading.slippage_bps)))
+    return ccxt_gateway(config, trading)
+
+
+def ccxt_gateway(config: AppConfig, trading: TradingConfig, env=None):
+    """The exchange's testnet (or, confirmed, live) account through ccxt, markets loaded."""
+    from common.exchange.ccxt_factory import create_ccxt_exchange
+    from common.exchange.ccxt_gateway import TRADABLE, CcxtGateway
+    from common.exchange.retry import RetryPolicy, call_with_retry
+    from common.secrets import load_exchange_credentials
+
+    exchange = trading.trading_exchange
+    if exchange not in TRADABLE:
+        raise ConfigError(f"trading_exchange = {exchange}: orders go through ccxt only to {', '.join(TRADABLE)}")
+    credentials = load_exchange_credentials(exchange, env)
+    if credentials is None:
+        prefix = f"CRYPTOBOT_{exchange.upper()}_"
+        raise ConfigError(f"paper_trading = false needs {exchange} API keys: set {prefix}API_KEY and "
+                          f"{prefix}API_SECRET, or put them in the secrets file (README, Secrets)")
+    client = create_ccxt_exchange(exchange, config.exchanges.market_type, api_base_url=config.execution.api_base_url,
+                                  credentials=credentials, sandbox=trading.use_testnet,
+                                  timeout_ms=config.execution.request_timeout_ms)
+    retry = RetryPolicy(max_attempts=config.execution.retry_max_attempts)
+    call_with_retry(client.load_markets, retry, f"{exchange} load_markets")
+    return CcxtGateway(client, exchange, "testnet" if trading.use_testnet else "live", config.exchanges.symbol_map,
+                       retry, account=key_fingerprint(credentials.api_key))
+
+
+def paper_state_path(config: AppConfig, exchange: str) -> Path:
+    return Path(config.paths.data_dir) / "paper_exchange" / f"{exchange}.json"
