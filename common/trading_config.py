@@ -42,7 +42,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("trading_exchange", "str", "binance", "Exchange that receives orders when paper_trading is false",
               allowed=TRADABLE_EXCHANGES),
     ParamSpec("use_testnet", "bool", "true",
-              "Use the exchange's testnet; false is live trading and also needs CRYPTOBOT_LIVE_TRADING=yes"),
+              "Use the exchange's testnet; false is live trading and also needs CRYPTOBOT_LIVE_TRADING=<exchange>, "
+              "e.g. CRYPTOBOT_LIVE_TRADING=binance"),
     ParamSpec("trading_symbols", "json_list", '["BTCUSDT", "ETHUSDT"]',
               "JSON array of canonical symbols that may be traded"),
     ParamSpec("trading_intervals", "json_list", '["15m", "1h", "4h"]',

@@ -40,12 +40,25 @@ def key_fingerprint(api_key: str) -> str:
 
 def check_live_allowed(trading: TradingConfig, env=None) -> None:
     """Live trading (paper_trading = false and use_testnet = false) needs the environment's
-    explicit confirmation as well; anything else is refused before a single call is made."""
+    explicit confirmation as well, naming the exchange that gets real money: a leftover `yes`
+    from another setup, or the name of another exchange, confirms nothing. Anything else is
+    refused before a single call is made."""
     env = os.environ if env is None else env
-    if trading.is_live and env.get(LIVE_CONFIRMATION_ENV) != "yes":
-        raise ConfigError(f"live trading refused: gold.trading_config has paper_trading = false and use_testnet = "
-                          f"false, but {LIVE_CONFIRMATION_ENV}=yes is not set in the environment. Set it to trade "
-                          f"real money on {trading.trading_exchange}, or set use_testnet = true.")
+    if not trading.is_live:
+        return
+    exchange = trading.trading_exchange
+    confirmed = (env.get(LIVE_CONFIRMATION_ENV) or "").strip()
+    if confirmed.lower() == exchange:
+        return
+    if not confirmed:
+        why = f"but {LIVE_CONFIRMATION_ENV} is not set in the environment"
+    elif confirmed.lower() == "yes":
+        why = f"but {LIVE_CONFIRMATION_ENV}=yes no longer confirms it: it must name the exchange"
+    else:
+        why = f"but {LIVE_CONFIRMATION_ENV}={confirmed} is not {exchange}"
+    raise ConfigError(f"live trading refused: gold.trading_config has paper_trading = false and use_testnet = "
+                      f"false, {why}. Set {LIVE_CONFIRMATION_ENV}={exchange} to trade real money on {exchange}, "
+                      f"or set use_testnet = true.")
 
 
 def build_gateway(config: AppConfig, trading: TradingConfig):

@@ -71,7 +71,7 @@ def test_values_are_trimmed_and_case_insensitive_where_it_is_safe():
     assert config.trading_exchange == "bybit" and config.paper_trading is False
 
 
-def test_live_trading_needs_the_environment_s_confirmation():
+def test_live_trading_needs_the_environment_to_name_the_exchange():
     from dataclasses import replace
 
     from common.exchange.account import check_live_allowed
@@ -80,6 +80,15 @@ def test_live_trading_needs_the_environment_s_confirmation():
     check_live_allowed(defaults, env={})  # paper: nothing to confirm
     check_live_allowed(replace(defaults, paper_trading=False), env={})  # testnet
     live = replace(defaults, paper_trading=False, use_testnet=False)
-    with pytest.raises(ConfigError, match="live trading refused: .* CRYPTOBOT_LIVE_TRADING=yes is not set"):
-        check_live_allowed(live, env={"CRYPTOBOT_LIVE_TRADING": "true"})
-    check_live_allowed(live, env={"CRYPTOBOT_LIVE_TRADING": "yes"})
+    assert live.trading_exchange == "binance"
+    for confirmation, why in [(None, "CRYPTOBOT_LIVE_TRADING is not set"),
+                              ("yes", "CRYPTOBOT_LIVE_TRADING=yes no longer confirms it"),
+                              ("true", "CRYPTOBOT_LIVE_TRADING=true is not binance"),
+                              ("bybit", "CRYPTOBOT_LIVE_TRADING=bybit is not binance")]:
+        env = {} if confirmation is None else {"CRYPTOBOT_LIVE_TRADING": confirmation}
+        with pytest.raises(ConfigError) as err:
+            check_live_allowed(live, env=env)
+        assert "live trading refused" in str(err.value) and why in str(err.value)
+        assert "Set CRYPTOBOT_LIVE_TRADING=binance to trade real money on binance" in str(err.value)
+    check_live_allowed(live, env={"CRYPTOBOT_LIVE_TRADING": "binance"})
+    check_live_allowed(replace(live, trading_exchange="bybit"), env={"CRYPTOBOT_LIVE_TRADING": "bybit"})
