@@ -4,8 +4,9 @@ It answers in each exchange's real formats (envelopes, numbers as strings, row o
 error bodies), so the real ccxt client with `urls['api']` pointed at `base_url` parses real payloads.
 
 Public market data for the three; the private trading endpoints for Binance USDⓈ-M and Bybit v5 linear:
-orders (limits, post-only, markets, stop-markets: Binance's algo orders), lookups, cancels, positions
-(one-way mode), the USDT wallet and the account's trades. The signatures are not checked. The test
+orders (limits, post-only, markets, stop-markets: Binance's algo orders, and the stops that close the whole
+position: Binance's closePosition, Bybit's qty 0 closeOnTrigger), lookups, cancels, positions (one-way mode),
+the USDT wallet and the account's trades. The signatures are not checked. The test
 drives the market: `trade_price` / `advance_price` move the last price and fill or trigger what rests
 in the book, `fill` fills part of an order. See "Trading" below for the rules the fake applies.
 """
@@ -31,8 +32,12 @@ FUNDING_EVERY_MS = 8 * HOUR
 # timeout: the request is served (an order is accepted) but answered only after `timeout_sleep_s`;
 # http_429: refused as rate limited, not served; http_500/http_503: served, the answer replaced by a gateway
 # error page; malformed: served, the JSON cut off; insufficient_margin: refused with the exchange's
-# insufficient margin/balance error; not_found: answered with the exchange's "order does not exist".
-FAULTS = ("timeout", "http_429", "http_500", "http_503", "malformed", "insufficient_margin", "not_found")
+# insufficient margin/balance error; not_found: answered with the exchange's "order does not exist";
+# rejected: not served, refused as the exchange refuses a stop that would trigger at once (Binance -2021
+# "Order would immediately trigger.", Bybit 110092/110093 "expect Rising/Falling, but trigger_price[..]..."):
+# the refusal a stop loss gets when the market has already passed it.
+FAULTS = ("timeout", "http_429", "http_500", "http_503", "malformed", "insufficient_margin", "not_found",
+          "rejected")
 TRADING_EXCHANGES = ("binance", "bybit")
 
 Candle = tuple[int, float, float, float, float, float]  # open_time_ms, open, high, low, close, volume
@@ -141,6 +146,13 @@ class _Reply(Exception):
 # - reduce-only: refused on arrival when there is no position to reduce (or the order would add to it); at
 #   fill time the fill is capped to the position and the rest of the order expires (Binance EXPIRED, Bybit
 #   Cancelled); open reduce-only orders are NOT cancelled when the position closes;
+# - a close-position stop (Binance closePosition=true, no quantity; Bybit qty 0 with reduceOnly and
+#   closeOnTrigger) has no size of its own: it is taken with no position (Bybit checks a conditional
+#   closeOnTrigger order's position only when it triggers, any qty), holds no margin, and on trigger closes
+#   the whole position then; with nothing to close it expires (Binance: its market order EXPIRED; Bybit
+#   Cancelled, CancelByReduceOnly). In a move, a reduce-only stop with nothing to reduce waits for the
+#   move's limits: an entry the move fills comes first on the way to its stop (as the price path must);
+# - market orders fill at once, as taker, at the last price;
 # - margin: positions and open non-reduce-only orders need notional / leverage of the equity (wallet +
 #   unrealised P&L); an order beyond it is refused (Binance -2019, Bybit 110007);
 # - fees: notional x maker or taker rate, taken from the wallet with the realised P&L of each fill.
@@ -157,6 +169,13 @@ def _dec(value: Any) -> Decimal:
 def _step_text(value: Decimal | None, step: str) -> str:
     """A price or quantity with the decimals of its step, e.g. 67000.1 with tick 0.1 -> "67000.1"."""
     return str((value or ZERO).quantize(Decimal(1).scaleb(-_decimals(step))))
+
+
+def _is_zero(text: str | None) -> bool:
+    try:
+        return text not in (None, "") and _dec(text) == 0
+    except ArithmeticError:
+        return False
 
 
 def _money(value: Decimal) -> str:
@@ -189,6 +208,8 @@ class _Order:
     last_price_on_created: Decimal = ZERO
     cancel_type: str = "UNKNOWN"       # Bybit's cancelType
     reject_reason: str = "EC_NoError"  # Bybit's rejectReason
+    close_position: bool = False       # closes the whole position when it executes (amount: 0 until then)
+    close_on_trigger: bool = False     # Bybit's closeOnTrigger flag, as sent
 
     @property
     def is_open(self) -> bool:
@@ -310,7 +331,7 @@ class _Book:
 
     def order_margin(self, symbol: str | None = None) -> Decimal:
         return sum(((o.amount - o.filled) * (o.price or o.trigger or self.price(o.symbol)) / self.leverage
-                    for o in self.open_orders(symbol) if not o.reduce_only), ZERO)
+                    for o in self.open_orders(symbol) if not (o.reduce_only or o.close_position)), ZERO)
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -318,9 +339,11 @@ class _Book:
         """Check and book a new order, and execute it at once where it crosses the last price."""
         symbol, last = order.symbol, self.price(order.symbol)
         contract = _CONTRACTS.get(symbol.removesuffix("USDT"), _OTHER_CONTRACT)
-        if order.reduce_only and not self._reduces(order.side, self.position(symbol).amount):
+        checked_on_trigger = order.trigger is not None and (order.close_position or order.close_on_trigger)
+        if (order.reduce_only or order.close_position) and not checked_on_trigger \
+                and not self._reduces(order.side, self.position(symbol).amount):
             raise _Rejected("reduce_only")
-        if not order.reduce_only:
+        if not (order.reduce_only or order.close_position):
             notional = order.amount * (order.price or order.trigger or last)
             if notional < _dec(_MIN_NOTIONAL):
                 raise _Rejected("min_notional")
@@ -336,7 +359,7 @@ class _Book:
         order.updated = order.created
         order.last_price_on_created = last
         self.orders[order.order_id] = order
-        if order.trigger is None:
+        if order.trigger is None and self._sized(order):
             self._arrive(order)
         return order
 
@@ -347,13 +370,19 @@ class _Book:
         """The market moves: stops trigger first, then resting limits fill (see FakeExchange.advance_price)."""
         if not low <= open_ <= high or not low <= close <= high:
             raise ValueError(f"not a candle: open {open_}, high {high}, low {low}, close {close}")
+        waiting = []  # reduce-only stops with nothing to reduce yet: after the limits (see "Trading")
         for order in [o for o in self.open_orders(symbol) if o.state == "untriggered"]:
-            if self._reached(order.direction, order.trigger, low, high):
-                gapped = self._reached(order.direction, order.trigger, open_, open_)
-                self._trigger(order, open_ if gapped else order.trigger)
+            if (order.reduce_only or order.close_position) and not self._reduces(order.side,
+                                                                                 self.position(symbol).amount):
+                waiting.append(order)
+            elif self._reached(order.direction, order.trigger, low, high):
+                self._trigger_at(order, open_)
         for order in [o for o in self.open_orders(symbol) if o.state != "untriggered" and o.type == "limit"]:
             if (order.side == "buy" and order.price >= low) or (order.side == "sell" and order.price <= high):
                 self.execute(order, order.amount - order.filled, order.price, maker=True)
+        for order in waiting:
+            if order.is_open and self._reached(order.direction, order.trigger, low, high):
+                self._trigger_at(order, open_)
         self.prices[symbol] = close
 
     def execute(self, order: _Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
@@ -405,6 +434,11 @@ class _Book:
                 return
             self.execute(order, order.amount - order.filled, price, maker=False)
 
+    def _trigger_at(self, order: _Order, open_: Decimal) -> None:
+        """Trigger a stop the move reached: at its trigger, or at the move's open when that was beyond it."""
+        gapped = self._reached(order.direction, order.trigger, open_, open_)
+        self._trigger(order, open_ if gapped else order.trigger)
+
     def _trigger(self, order: _Order, price: Decimal) -> None:
         """A stop triggers: its market (or limit) order executes at `price` (the trigger, or the gap's open)."""
         now = self.fake.now()
@@ -413,15 +447,30 @@ class _Book:
             # (the real client id of that order is not documented: a distinct one, so that nothing relies on it)
             child = _Order(self.next_id(), f"algo{order.order_id}", order.symbol, order.side, order.type,
                            order.amount, order.price, None, 0, order.reduce_only, "GTC", now, "new",
-                           exchange_type=order.type.upper(), updated=now, last_price_on_created=price)
+                           exchange_type=order.type.upper(), updated=now, last_price_on_created=price,
+                           close_position=order.close_position)
             self.orders[child.order_id] = child
             order.actual_order_id, order.state = child.order_id, "triggered"
-            self._arrive(child, price)
+            if self._sized(child):
+                self._arrive(child, price)
             if not child.is_open:
                 order.state = "finished"
         else:  # Bybit: the conditional order itself becomes a live order (Untriggered -> New -> Filled)
             order.state = "new"
-            self._arrive(order, price)
+            if self._sized(order):
+                self._arrive(order, price)
+
+    def _sized(self, order: _Order) -> bool:
+        """A close-position order about to execute takes the position's size; with nothing to close it
+        expires. Returns whether there is anything to execute."""
+        if not order.close_position:
+            return True
+        position = self.position(order.symbol).amount
+        if not self._reduces(order.side, position):
+            order.state, order.cancel_type, order.updated = "expired", "CancelByReduceOnly", self.fake.now()
+            return False
+        order.amount = order.filled + abs(position)
+        return True
 
 
 class FakeExchange:
@@ -655,6 +704,8 @@ class FakeExchange:
                 raise api.insufficient_margin()
             if fault == "not_found":
                 raise api.order_not_found(handler.command, path)
+            if fault == "rejected":
+                raise api.order_rejected(params)
             status, body = 200, endpoint(params)
         except _Reply as reply:
             status, body = reply.status, reply.body
@@ -772,6 +823,10 @@ class _Api:
 
     def order_not_found(self, method: str, path: str) -> _Reply:
         return self.error(self.bad_param_code, "order does not exist")
+
+    def order_rejected(self, params: dict[str, str]) -> _Reply:
+        """The refusal of a stop that would trigger at once (the "rejected" fault)."""
+        return self.error(self.bad_param_code, "order rejected")
 
     # helpers shared by the dialects
     def symbol(self, params: dict[str, str], name: str) -> str:
@@ -971,6 +1026,7 @@ class _Binance(_Api):
         "post_only": (-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected. "
                              "The order will not be recorded in the order history"),
         "would_trigger": (-2021, "Order would immediately trigger."),
+        "quantity_with_close": (-4137, "Quantity must be zero with closePosition equals true"),
         "min_notional": (-4164, f"Order's notional must be no smaller than {_MIN_NOTIONAL} (unless you choose "
                                 f"reduce only)."),
     }
@@ -998,6 +1054,9 @@ class _Binance(_Api):
         return self.error(-2011, "Unknown order sent.") if method == "DELETE" else \
             self.error(-2013, "Order does not exist.")
 
+    def order_rejected(self, params):
+        return self.error(*self._REFUSALS["would_trigger"])
+
     @property
     def book(self) -> _Book:
         return self.fake.book(self.name)
@@ -1005,8 +1064,9 @@ class _Binance(_Api):
     def refused(self, refusal: _Rejected) -> _Reply:
         return self.error(*self._REFUSALS[refusal.reason])
 
-    def order_fields(self, params, conditional: bool) -> tuple[str, str, Decimal, bool]:
-        """symbol, side, quantity, reduceOnly of a new order, checked as Binance does."""
+    def order_fields(self, params, conditional: bool, close_position: bool = False) -> tuple[str, str, Decimal, bool]:
+        """symbol, side, quantity, reduceOnly of a new order, checked as Binance does; a closePosition
+        order has no quantity (0) and no reduceOnly."""
         symbol = self.symbol(params, "symbol")
         side = params.get("side", "")
         if not side:
@@ -1015,6 +1075,12 @@ class _Binance(_Api):
             raise self.error(-1117, "Invalid side.")
         if params.get("positionSide", "BOTH") != "BOTH":
             raise self.error(-4061, "Order's position side does not match user's setting.")
+        if close_position:
+            if params.get("quantity"):
+                raise self.refused(_Rejected("quantity_with_close"))
+            if "reduceOnly" in params:  # whatever its value
+                raise self.error(-1106, "Parameter 'reduceOnly' sent when not required.")
+            return symbol, side.lower(), ZERO, False
         if not params.get("quantity"):
             raise self.missing("quantity")
         quantity = self.decimal(params, "quantity")
@@ -1077,8 +1143,12 @@ class _Binance(_Api):
     def new_algo_order(self, params):
         if params.get("algoType") != "CONDITIONAL":
             raise self.error(-1130, "Data sent for parameter 'algoType' is not valid.")
-        symbol, side, quantity, reduce_only = self.order_fields(params, conditional=True)
         order_type = params.get("type", "")
+        close_position = params.get("closePosition", "false").lower() == "true"
+        if close_position and order_type not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+            raise self.error(-1106, "Parameter 'closePosition' sent when not required.")
+        symbol, side, quantity, reduce_only = self.order_fields(params, conditional=True,
+                                                                close_position=close_position)
         if order_type not in self._CONDITIONAL:
             raise self.error(-1116, "Invalid orderType.")
         executes, directions = self._CONDITIONAL[order_type]
@@ -1087,7 +1157,7 @@ class _Binance(_Api):
         client_id = self.client_id(params, "clientAlgoId", conditional=True)
         order = _Order(self.book.next_id(), client_id, symbol, side, executes, quantity, price, trigger,
                        directions[side], reduce_only, params.get("timeInForce") or "GTC", self.fake.now(),
-                       "untriggered", exchange_type=order_type, algo=True)
+                       "untriggered", exchange_type=order_type, algo=True, close_position=close_position)
         try:
             self.book.place(order, refuse_crossing_post_only=True)
         except _Rejected as refusal:
@@ -1146,7 +1216,7 @@ class _Binance(_Api):
             "origQty": _step_text(o.amount, c.lot), "executedQty": _step_text(o.filled, c.lot),
             "cumQty": _step_text(o.filled, c.lot), "cumQuote": _step_text(o.cost, "0.00001"),
             "timeInForce": o.time_in_force, "type": o.exchange_type, "reduceOnly": o.reduce_only,
-            "closePosition": False, "side": o.side.upper(), "positionSide": "BOTH", "stopPrice": "0",
+            "closePosition": o.close_position, "side": o.side.upper(), "positionSide": "BOTH", "stopPrice": "0",
             "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": o.exchange_type, "priceMatch": "NONE",
             "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0, "updateTime": o.updated,
         }
@@ -1166,7 +1236,8 @@ class _Binance(_Api):
             "triggerPrice": _step_text(o.trigger, c.tick), "price": _step_text(o.price, c.tick),
             "icebergQuantity": None, "tpTriggerPrice": "0.000", "tpPrice": "0.000", "slTriggerPrice": "0.000",
             "slPrice": "0.000", "tpOrderType": "", "selfTradePreventionMode": "EXPIRE_MAKER",
-            "workingType": "CONTRACT_PRICE", "priceMatch": "NONE", "closePosition": False, "priceProtect": False,
+            "workingType": "CONTRACT_PRICE", "priceMatch": "NONE", "closePosition": o.close_position,
+            "priceProtect": False,
             "reduceOnly": o.reduce_only, "createTime": o.created, "updateTime": o.updated,
             "triggerTime": o.trigger_time, "goodTillDate": 0,
         }
@@ -1420,6 +1491,14 @@ class _Bybit(_Api):
     def insufficient_margin(self):
         return self.error(*self._REFUSALS["insufficient"])
 
+    def order_rejected(self, params):
+        rising = params.get("triggerDirection") == str(RISING)
+        last = self.book.prices.get(params.get("symbol", ""))
+        tick = self.contract(params.get("symbol", "")).tick
+        detail = (f"trigger_price[{params.get('triggerPrice', '')}] {'<=' if rising else '>='} "
+                  f"current[{_step_text(last, tick)}]")
+        return self.refused(_Rejected("would_trigger", detail))
+
     def order_not_found(self, method, path):
         if method == "GET":  # Bybit's lookups answer "not found" with an empty list
             return _Reply(200, self.ok({"category": "linear", "list": [], "nextPageCursor": ""}))
@@ -1457,7 +1536,11 @@ class _Bybit(_Api):
             raise self.error(10001, "params error: orderType invalid")
         if params.get("positionIdx", "0") != "0":
             raise self.error(10001, "position idx not match position mode")
-        qty = self.decimal(params, "qty", c.lot)
+        reduce_only = params.get("reduceOnly", "false") == "true"
+        close_on_trigger = params.get("closeOnTrigger", "false") == "true"
+        # qty "0" with reduceOnly and closeOnTrigger: the whole position, whatever its size
+        close_position = reduce_only and close_on_trigger and _is_zero(params.get("qty"))
+        qty = ZERO if close_position else self.decimal(params, "qty", c.lot)
         price = self.decimal(params, "price", c.tick) if order_type == "Limit" else None
         trigger, direction = None, 0
         if params.get("triggerPrice"):
@@ -1474,9 +1557,9 @@ class _Bybit(_Api):
         if client_id and book.find(client_id) is not None:  # Bybit: unique, whatever the first order's status
             raise self.error(*self._REFUSALS["duplicate"])
         order = _Order(book.next_id(), client_id, symbol, side.lower(), order_type.lower(), qty, price, trigger,
-                       direction, params.get("reduceOnly", "false") == "true",
-                       "GTX" if time_in_force == "PostOnly" else time_in_force, self.fake.now(),
-                       "untriggered" if trigger is not None else "new", exchange_type=order_type)
+                       direction, reduce_only, "GTX" if time_in_force == "PostOnly" else time_in_force,
+                       self.fake.now(), "untriggered" if trigger is not None else "new", exchange_type=order_type,
+                       close_position=close_position, close_on_trigger=close_on_trigger)
         try:
             book.place(order, refuse_crossing_post_only=False)  # Bybit takes it, then cancels it
         except _Rejected as refusal:
@@ -1551,7 +1634,7 @@ class _Bybit(_Api):
             "slLimitPrice": "", "tpTriggerBy": "", "slTriggerBy": "", "triggerDirection": o.direction,
             "triggerBy": "LastPrice" if conditional else "",
             "lastPriceOnCreated": _step_text(o.last_price_on_created, c.tick), "basePrice": "",
-            "reduceOnly": o.reduce_only, "closeOnTrigger": False, "placeType": "", "smpType": "None", "smpGroup": 0,
+            "reduceOnly": o.reduce_only, "closeOnTrigger": o.close_on_trigger, "placeType": "", "smpType": "None", "smpGroup": 0,
             "smpOrderId": "", "createdTime": str(o.created), "updatedTime": str(o.updated), "extraFees": "",
         }
 

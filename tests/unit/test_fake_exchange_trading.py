@@ -299,3 +299,129 @@ def test_added_symbol_has_precision_and_limits(fake, client, exchange):
     fake.trade_price(exchange, "SOLUSDT", 150)
     client.create_order("SOL/USDT:USDT", "limit", "buy", 1, 149.5, {"clientOrderId": "cb-m-entry-0"})
     assert fake.order(exchange, "cb-m-entry-0").price == Decimal("149.500")
+
+
+# -- the stop that closes the whole position, placed with the entry ------------------------------------------
+
+def close_position_stop(client, exchange: str, side: str, trigger: float, cid: str, **extra) -> dict:
+    """Binance: STOP_MARKET closePosition=true, no quantity (ccxt sends none with it) and no reduceOnly; Bybit:
+    a conditional market order with qty 0, reduceOnly and closeOnTrigger (ccxt leaves a zero amount out: the qty
+    goes as a raw parameter)."""
+    if exchange == "binance":
+        params = {"closePosition": True}
+    else:
+        params = {"reduceOnly": True, "closeOnTrigger": True, "qty": "0"}
+    amount = None if exchange == "binance" else 0
+    return client.create_order(SYMBOL, "market", side, amount, None, {"clientOrderId": cid, "stopLossPrice": trigger,
+                                                                      **params, **extra})
+
+
+def test_a_close_position_stop_is_taken_without_a_position_and_closes_the_whole_one_it_finds(fake, client,
+                                                                                           exchange):
+    close_position_stop(client, exchange, "sell", 59_000, "cb-n-sl-0")
+    sent = fake.requests[-1]["params"]
+    if exchange == "binance":
+        assert fake.requests[-1]["path"] == "/fapi/v1/algoOrder"
+        assert (sent["type"], sent["closePosition"], sent["clientAlgoId"]) == ("STOP_MARKET", "true", "cb-n-sl-0")
+        assert "quantity" not in sent and "reduceOnly" not in sent
+    else:
+        assert (sent["qty"], sent["reduceOnly"], sent["closeOnTrigger"], sent["orderLinkId"]) == (
+            "0", "true", "true", "cb-n-sl-0")
+    stop = find(client, exchange, "cb-n-sl-0", trigger=True)
+    # no size of its own: Binance's quantity is 0 (ccxt omits a zero: None), Bybit's qty 0
+    assert (stop["status"], stop["amount"], stop["triggerPrice"]) == ("open", None if exchange == "binance" else 0,
+                                                                      59_000)
+    assert stop["info"]["closePosition" if exchange == "binance" else "closeOnTrigger"] is True
+    assert fake.book(exchange).order_margin() == 0  # it holds no margin
+
+    limit(client, "buy", 0.01, 59_500, "cb-n-entry-0")
+    limit(client, "buy", 0.02, 59_200, "cb-n-entry-1")
+    fake.trade_price(exchange, MARKET, 59_100)  # both entries fill: 0.03 long
+    assert position_amount(client) == pytest.approx(0.03)
+    fake.trade_price(exchange, MARKET, 58_800)  # a gap through the stop: all of it closed, at 58 800
+    assert fake.position(exchange, MARKET) == (0, 0)
+    (closing,) = [f for f in fake.fills(exchange) if f.side == "sell"]
+    assert (closing.qty, closing.price, closing.maker) == (Decimal("0.03"), 58_800, False)
+    stop = find(client, exchange, "cb-n-sl-0", trigger=True)
+    if exchange == "binance":  # the algo order placed a market order of the position's size
+        assert stop["info"]["algoStatus"] == "FINISHED"
+        stop = client.fetch_order(stop["info"]["actualOrderId"], SYMBOL)
+    assert (stop["status"], stop["amount"], stop["filled"], stop["average"]) == ("closed", 0.03, 0.03, 58_800)
+
+
+def test_a_close_position_stop_triggered_with_no_position_expires(fake, client, exchange):
+    close_position_stop(client, exchange, "sell", 59_000, "cb-o-sl-0")
+    fake.trade_price(exchange, MARKET, 58_000)
+    assert fake.position(exchange, MARKET) == (0, 0) and fake.fills(exchange) == []
+    stop = find(client, exchange, "cb-o-sl-0", trigger=True)
+    if exchange == "binance":
+        assert stop["info"]["algoStatus"] == "FINISHED"
+        stop = client.fetch_order(stop["info"]["actualOrderId"], SYMBOL)
+        assert (stop["info"]["status"], stop["status"]) == ("EXPIRED", "expired")
+    else:
+        assert (stop["info"]["orderStatus"], stop["info"]["cancelType"]) == ("Cancelled", "CancelByReduceOnly")
+
+
+def test_an_entry_the_move_fills_comes_before_the_close_position_stop_it_falls_through(fake, client, exchange):
+    limit(client, "buy", 0.01, 59_000, "cb-p-entry-0")
+    close_position_stop(client, exchange, "sell", 58_000, "cb-p-sl-0")
+    fake.advance_price(exchange, MARKET, high=60_000, low=57_900, close=58_100)  # 60 000 -> 59 000 -> 58 000
+    assert fake.position(exchange, MARKET) == (0, 0)
+    assert [(f.side, f.price) for f in fake.fills(exchange)] == [("buy", 59_000), ("sell", 58_000)]
+
+
+@pytest.mark.parametrize("exchange", ["binance"])
+@pytest.mark.parametrize("extra, code", [({"quantity": "0.01"}, "-4137"), ({"reduceOnly": True}, "-1106")])
+def test_binance_refuses_a_quantity_or_reduce_only_beside_close_position(fake, client, exchange, extra, code):
+    with pytest.raises(ccxt.BaseError) as refused:
+        close_position_stop(client, exchange, "sell", 59_000, "cb-q-sl-0", **extra)
+    assert code in str(refused.value)
+    assert fake.order(exchange, "cb-q-sl-0") is None
+
+
+def test_a_close_position_stop_that_would_trigger_at_once_is_refused(fake, client, exchange):
+    with pytest.raises({"binance": ccxt.OrderImmediatelyFillable, "bybit": ccxt.InvalidOrder}[exchange]) as refused:
+        close_position_stop(client, exchange, "sell", 60_500, "cb-r-sl-0")
+    assert {"binance": "-2021", "bybit": "110093"}[exchange] in str(refused.value)
+
+
+def test_the_rejected_fault_refuses_a_stop_as_the_exchange_does(fake, client, exchange):
+    path = {"binance": "/fapi/v1/algoOrder", "bybit": "/v5/order/create"}[exchange]
+    fake.inject(exchange, path, "rejected", method="POST")
+    with pytest.raises({"binance": ccxt.OrderImmediatelyFillable, "bybit": ccxt.InvalidOrder}[exchange]) as refused:
+        close_position_stop(client, exchange, "sell", 59_000, "cb-s-sl-0")  # fine, but refused
+    assert {"binance": "Order would immediately trigger.",
+            "bybit": "expect Falling, but trigger_price[59000] >= current[60000.0]"}[exchange] in str(refused.value)
+    assert fake.order(exchange, "cb-s-sl-0") is None
+    close_position_stop(client, exchange, "sell", 59_000, "cb-s-sl-0")  # once only
+    assert find(client, exchange, "cb-s-sl-0", trigger=True)["status"] == "open"
+
+
+def test_a_reduce_only_market_order_fills_at_once_at_the_last_price_as_taker(fake, client, exchange):
+    limit(client, "buy", 0.01, 60_000, "cb-t-entry-0")  # at the last price: taker
+    fake.trade_price(exchange, MARKET, 60_400)
+    client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "cb-t-close-0", "reduceOnly": True})
+    order = find(client, exchange, "cb-t-close-0")
+    assert (order["status"], order["filled"], order["average"]) == ("closed", 0.01, 60_400)
+    assert order_fee(client, exchange, order) == Decimal("0.302")  # 604 x 0.05 %
+    assert fake.position(exchange, MARKET) == (0, 0)
+    with pytest.raises(ccxt.InvalidOrder):  # nothing left to reduce: refused on arrival (-2022, 110017)
+        client.create_order(SYMBOL, "market", "sell", 0.01, None, {"clientOrderId": "cb-t-close-1",
+                                                                   "reduceOnly": True})
+
+
+def test_the_free_balance_is_what_orders_can_use(fake, client, exchange):
+    limit(client, "buy", 0.02, 59_000, "cb-u-entry-0")  # rests: 1 180 notional, 59 at 20x
+    free = Decimal(str(client.fetch_balance()["free"]["USDT"]))
+    if exchange == "binance":  # availableBalance
+        assert free == Decimal(10_000) - 59
+    else:  # ccxt's free on the unified account is the wallet less IM; totalAvailableBalance is the one to read
+        assert free == Decimal(10_000) - 59
+    fake.trade_price(exchange, MARKET, 58_000)  # filled at 59 000, 20 USDT under water at 58 000
+    balance = client.fetch_balance()
+    if exchange == "binance":
+        assert Decimal(str(balance["free"]["USDT"])) == Decimal(10_000) - Decimal("0.236") - 20 - 58
+    else:
+        account = balance["info"]["result"]["list"][0]
+        assert Decimal(account["totalAvailableBalance"]) == Decimal(10_000) - Decimal("0.236") - 20 - 58
+        assert Decimal(str(balance["free"]["USDT"])) == Decimal(10_000) - Decimal("0.236") - 58  # no loss in it
