@@ -10,7 +10,13 @@ caller records it `unknown` and a lookup by its client id settles it. Every othe
 final: `OrderRejected` with the exchange's own words.
 
 The stop loss is a reduce-only stop-market (on Binance an algo order, whose fill is on the
-order it triggers: `actualOrderId`); the targets are reduce-only limits.
+order it triggers: `actualOrderId`); the targets are reduce-only limits; the emergency close is
+a reduce-only market order. The stop placed with the entry closes the whole position whatever
+its size, and may stand before there is one: on Binance a STOP_MARKET with `closePosition=true`
+(no quantity, no reduceOnly: Binance refuses either beside it); on Bybit a conditional market
+order with qty 0, reduceOnly and closeOnTrigger, which closes the position up to the symbol's
+maximum (Bybit checks a conditional order's position when it triggers, and cancels one that
+finds nothing to close).
 """
 from __future__ import annotations
 
@@ -90,16 +96,41 @@ class CcxtGateway:
                 return Decimal(str(accounts[0]["totalEquity"]))
         return _decimal(balance.get("total", {}).get("USDT")) or ZERO
 
+    def free_margin(self) -> Decimal:
+        """The USDT new orders can use now, 0 when the exchange reports none. Binance: the USDT
+        asset's availableBalance (ccxt's free). Bybit's unified account: totalAvailableBalance,
+        the margin balance (wallet and unrealised P&L) less the initial margin of positions and
+        orders, in USD across the collateral coins; not ccxt's free, which is the USDT wallet less
+        initial margin and so leaves an unrealised loss out."""
+        balance = self._call("balance", self.client.fetch_balance)
+        if self.name == "bybit":
+            accounts = ((balance.get("info") or {}).get("result") or {}).get("list") or []
+            return (_decimal(accounts[0].get("totalAvailableBalance")) if accounts else None) or ZERO
+        return _decimal((balance.get("free") or {}).get("USDT")) or ZERO
+
     # -- writes --------------------------------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> OrderSnapshot:
         symbol = self._ccxt_symbol(request.symbol)
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+        amount: float | None = float(request.amount)
         if request.reduce_only:
             params["reduceOnly"] = True
         if request.order_type == "stop_market":
             order_type, price = "market", None
             params["stopLossPrice"] = float(request.stop_price)
+            if request.close_position and self.name == "binance":
+                # No quantity (ccxt sends none with closePosition) and no reduceOnly: Binance
+                # refuses either beside closePosition (-4137, -1106); it reduces only anyway.
+                params["closePosition"] = True
+                params.pop("reduceOnly", None)
+                amount = None
+            elif request.close_position:  # Bybit: qty 0 with both flags closes the whole position
+                # (ccxt leaves out a zero amount: the qty goes as a raw parameter)
+                params.update(reduceOnly=True, closeOnTrigger=True, qty="0")
+                amount = 0.0
+        elif request.order_type == "market":
+            order_type, price = "market", None
         elif request.order_type == "limit":
             order_type, price = "limit", float(request.price)
             if request.post_only:
@@ -110,7 +141,7 @@ class CcxtGateway:
             raise ValueError(f"unsupported order type {request.order_type!r}")
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                self.client.create_order(symbol, order_type, request.side, float(request.amount), price, params)
+                self.client.create_order(symbol, order_type, request.side, amount, price, params)
                 break
             except _NOT_TAKEN as error:
                 if attempt == self.retry.max_attempts:
@@ -163,6 +194,8 @@ class CcxtGateway:
                 filled = self.client.fetch_order(str(actual), ccxt_symbol)
                 order = {**order, "filled": filled.get("filled"), "average": filled.get("average"),
                          "status": filled.get("status"), "fee": filled.get("fee"), "fill_order_id": str(actual)}
+                if _is_true((order.get("info") or {}).get("closePosition")):
+                    order["amount"] = filled.get("amount")  # it had none: the position it closed is its size
             return order
         # Bybit: a client id is looked up among the open orders (stops too), then the final ones.
         params = {"orderLinkId": client_order_id}
@@ -182,14 +215,17 @@ class CcxtGateway:
         status = {"expired": CANCELED, "canceling": "open"}.get(status, status)
         trigger = _decimal(order.get("triggerPrice") or order.get("stopPrice"))
         info = order.get("info") or {}
+        # Binance says closePosition; on Bybit our only closeOnTrigger orders are the close-position stops.
+        close_position = trigger is not None and _is_true(info.get("closePosition") or info.get("closeOnTrigger"))
         return OrderSnapshot(
             client_order_id=order.get("clientOrderId") or "", exchange_order_id=str(order.get("id") or ""),
             symbol=symbol, side=order.get("side") or "", order_type="stop_market" if trigger else (order.get("type")
                                                                                                   or "limit"),
             amount=_decimal(order.get("amount")) or ZERO, filled=filled, average_price=_decimal(order.get("average")),
-            fee=fee or ZERO, status=status, reduce_only=bool(order.get("reduceOnly")),
+            fee=fee or ZERO, status=status, reduce_only=bool(order.get("reduceOnly")) or close_position,
             price=None if trigger else _decimal(order.get("price")), stop_price=trigger,
             updated_ms=int(order.get("lastUpdateTimestamp") or order.get("timestamp") or 0),
+            close_position=close_position,
             message=(info.get("rejectReason") or info.get("msg")) if status in (CANCELED, "rejected") else None)
 
     def _binance_fees(self, symbol: str, order_id: str) -> Decimal:
@@ -223,6 +259,10 @@ def _decimal(value) -> Decimal | None:
     if value is None or value == "":
         return None
     return Decimal(str(value))
+
+
+def _is_true(value) -> bool:
+    return value is True or str(value).lower() == "true"
 
 
 def _fee(order: dict) -> Decimal | None:

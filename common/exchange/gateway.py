@@ -16,7 +16,8 @@ from typing import Protocol
 
 from common.trade.sizing import MarketRules
 
-LEGS = ("entry", "sl", "tp1", "tp2")
+LEGS = ("entry", "sl", "tp1", "tp2", "close")  # close: a market exit of what is left
+ORDER_TYPES = ("limit", "stop_market", "market")
 OPEN, CLOSED, CANCELED, REJECTED = "open", "closed", "canceled", "rejected"  # ccxt's order statuses
 
 
@@ -31,15 +32,29 @@ def client_order_id(signal_id: str, leg: str, version: int = 0) -> str:
 
 @dataclass(frozen=True)
 class OrderRequest:
+    """An order to place. `market` fills at once on an exchange (at the next bar's open on paper);
+    with `reduce_only` it never opens or grows a position: the emergency close.
+
+    `close_position` (stop_market only): a stop that, when triggered, closes whatever position the
+    symbol has then (its side is the exit side); it may be placed before the position exists, and
+    triggered with no position it closes nothing (the exchanges expire it, paper keeps it waiting).
+    Its `amount` is not sent: its snapshot reports 0 until it triggers, then the size it closed."""
     client_order_id: str
     symbol: str  # canonical (BTCUSDT)
     side: str  # buy | sell
-    order_type: str  # limit | stop_market
+    order_type: str  # limit | stop_market | market
     amount: Decimal
     price: Decimal | None = None  # limit
     stop_price: Decimal | None = None  # stop_market
     reduce_only: bool = False
     post_only: bool = False
+    close_position: bool = False  # stop_market only: closes whatever position there is, placeable before one
+
+    def __post_init__(self):
+        if self.order_type not in ORDER_TYPES:
+            raise ValueError(f"unknown order type {self.order_type!r}; one of {ORDER_TYPES}")
+        if self.close_position and self.order_type != "stop_market":
+            raise ValueError(f"close_position is for stop_market orders, not {self.order_type!r}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class OrderSnapshot:
     stop_price: Decimal | None
     updated_ms: int
     message: str | None = None  # the exchange's words on a rejection or a cancel
+    close_position: bool = False  # a stop closing whatever the position is (reduce_only is True with it)
 
 
 class OrderRejected(Exception):
@@ -87,3 +103,9 @@ class ExchangeGateway(Protocol):
     def position_amount(self, symbol: str) -> Decimal: ...
 
     def equity(self) -> Decimal: ...
+
+    def free_margin(self) -> Decimal:
+        """The USDT that new orders can use now (0 when the exchange reports none): Binance's
+        availableBalance, Bybit's totalAvailableBalance, on paper the wallet less the margin of
+        open positions and resting orders that are not reduce-only."""
+        ...

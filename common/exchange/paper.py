@@ -3,13 +3,19 @@ JSON file and fills orders against 1m klines, on the data's clock, one per marke
 trades as a live run would). The default: nothing reaches a real exchange until the user opts in.
 
 Matching, one 1m bar at a time, for the orders live before the bar opened:
-- stop-market orders first (pessimistic: when a bar reaches a stop and a limit, the stop is
+- market orders first: filled at the bar's open, less `slippage_bps`, taker fee;
+- then stop-market orders (pessimistic: when a bar reaches a stop and a limit, the stop is
   taken first): triggered when the bar reaches the stop, filled at the stop or at the open if
-  the bar gaps through it, minus `slippage_bps`, taker fee;
+  the bar gaps through it, less `slippage_bps`, taker fee;
 - then limit orders: filled when the bar reaches the limit, at the limit or at a better open,
   maker fee;
 - a reduce-only order never opens or grows a position: it fills at most the position left,
-  and is cancelled when nothing is left to reduce.
+  and is cancelled when nothing is left to reduce;
+- a close-position stop (placed with its entry, before there is a position) closes the whole
+  position when it triggers; with no position it is not triggered and waits. After the bar's
+  limits it is looked at again: an entry that filled on the bar and whose bar also reached
+  the stop is stopped out on that bar, at the stop or at the entry's fill if worse (as the
+  backtest's paper_bar does on an entry's bar).
 The wallet gains realised P&L and pays fees; equity is the wallet (open positions are not
 marked to market).
 
@@ -75,11 +81,13 @@ class PaperExchange:
     account = "paper"
 
     def __init__(self, name: str, state_path: Path, initial_equity: Decimal, maker_fee_pct: Decimal,
-                 taker_fee_pct: Decimal, slippage_bps: Decimal, rules: dict[str, MarketRules] | None = None):
+                 taker_fee_pct: Decimal, slippage_bps: Decimal, rules: dict[str, MarketRules] | None = None,
+                 leverage: Decimal = Decimal(1)):
         self.name = name
         self.state_path = Path(state_path)
         self.maker_fee_pct, self.taker_fee_pct, self.slippage_bps = maker_fee_pct, taker_fee_pct, slippage_bps
         self.rules = dict(rules or {})
+        self.leverage = leverage  # margin held = notional / leverage
         self.clock_ms: dict[str, int] = {}  # symbol -> the close of its newest bar seen
         self.wallet = initial_equity
         self.orders: dict[str, OrderSnapshot] = {}
@@ -108,13 +116,16 @@ class PaperExchange:
             if request.client_order_id in self.orders:  # sent before: the one order, never a second
                 return self.orders[request.client_order_id]
             rules = self.market_rules(request.symbol)
-            if request.amount < rules.min_amount:
+            if request.amount < rules.min_amount and not request.close_position:
                 raise OrderRejected(f"amount {request.amount} below the minimum {rules.min_amount}")
             order = OrderSnapshot(
                 client_order_id=request.client_order_id, exchange_order_id=f"paper-{len(self.orders) + 1}",
-                symbol=request.symbol, side=request.side, order_type=request.order_type, amount=request.amount,
-                filled=ZERO, average_price=None, fee=ZERO, status=OPEN, reduce_only=request.reduce_only,
-                price=request.price, stop_price=request.stop_price, updated_ms=self.now_ms(request.symbol))
+                symbol=request.symbol, side=request.side, order_type=request.order_type,
+                # a close-position stop has no size of its own (as on the exchanges): 0 until it triggers
+                amount=ZERO if request.close_position else request.amount, filled=ZERO, average_price=None,
+                fee=ZERO, status=OPEN, reduce_only=request.reduce_only or request.close_position,
+                price=request.price, stop_price=request.stop_price, updated_ms=self.now_ms(request.symbol),
+                close_position=request.close_position)
             self.orders[order.client_order_id] = order
             # Live from the first whole bar after it was placed: the bar in progress is already past.
             self.live_from_ms[order.client_order_id] = -(-self.now_ms(request.symbol) // MINUTE_MS) * MINUTE_MS
@@ -145,6 +156,14 @@ class PaperExchange:
     def equity(self) -> Decimal:
         with self._exclusive():
             return self.wallet
+
+    def free_margin(self) -> Decimal:
+        """The wallet less the margin open positions and resting entries hold (notional / leverage)."""
+        with self._exclusive():
+            held = sum((abs(p.amount) * p.entry_price for p in self.positions.values()), ZERO)
+            resting = sum(((o.amount - o.filled) * (o.price or ZERO) for o in self.orders.values()
+                           if o.status == OPEN and not o.reduce_only and o.order_type == "limit"), ZERO)
+            return self.wallet - (held + resting) / self.leverage
 
     # -- the market ----------------------------------------------------------------------------
 
@@ -195,23 +214,41 @@ class PaperExchange:
         stops = [o for o in live if o.order_type == "stop_market"]
         limits = [o for o in live if o.order_type == "limit"]
         fills = 0
-        for order in stops:
-            sell = order.side == "sell"
-            gap = bar.open <= order.stop_price if sell else bar.open >= order.stop_price
-            if gap or (bar.low <= order.stop_price if sell else bar.high >= order.stop_price):
-                trigger = bar.open if gap else order.stop_price
-                fills += self._fill(order, slipped(trigger, order.side, self.slippage_bps), self.taker_fee_pct, bar)
+        for order in [o for o in live if o.order_type == "market"]:  # at the bar's open
+            fills += self._fill(order, slipped(bar.open, order.side, self.slippage_bps), self.taker_fee_pct, bar)
+        fills += self._trigger_stops(stops, bar)
         for order in limits:
             buy = order.side == "buy"
             if buy and bar.low <= order.price:
                 fills += self._fill(order, min(bar.open, order.price), self.maker_fee_pct, bar)
             elif not buy and bar.high >= order.price:
                 fills += self._fill(order, max(bar.open, order.price), self.maker_fee_pct, bar)
+        # A stop placed with its entry and left waiting for a position: the entry this bar
+        # filled may have fallen through it on the same bar (pessimistic, as the backtest).
+        waiting = [self.orders[o.client_order_id] for o in stops if o.close_position]
+        return fills + self._trigger_stops([o for o in waiting if o.status == OPEN], bar)
+
+    def _trigger_stops(self, stops: list[OrderSnapshot], bar: Bar) -> int:
+        fills = 0
+        for order in stops:
+            if order.close_position and self._reducible(order) == 0:
+                continue  # nothing to close yet: it waits for its entry's fill
+            sell = order.side == "sell"
+            gap = bar.open <= order.stop_price if sell else bar.open >= order.stop_price
+            if gap or (bar.low <= order.stop_price if sell else bar.high >= order.stop_price):
+                trigger = bar.open if gap else order.stop_price
+                fills += self._fill(order, slipped(trigger, order.side, self.slippage_bps), self.taker_fee_pct, bar)
         return fills
+
+    def _reducible(self, order: OrderSnapshot) -> Decimal:
+        position = self.positions.get(order.symbol, _Position())
+        return max(ZERO, position.amount if order.side == "sell" else -position.amount)
 
     def _fill(self, order: OrderSnapshot, price: Decimal, fee_pct: Decimal, bar: Bar) -> int:
         position = self.positions.setdefault(order.symbol, _Position())
         wanted = order.amount - order.filled
+        if order.close_position:  # the whole position, whatever its size
+            wanted = self._reducible(order)
         amount = wanted
         if order.reduce_only:
             # It may only close the position on its other side, and no more of it than is left.
@@ -229,7 +266,7 @@ class PaperExchange:
         status, message = (CLOSED, None) if amount == wanted else (
             CANCELED, "reduce-only order: filled what was left of the position, the rest cancelled")
         self.orders[order.client_order_id] = replace(
-            order, filled=filled,
+            order, filled=filled, amount=filled if order.close_position else order.amount,
             average_price=((order.average_price or ZERO) * order.filled + price * amount) / filled,
             fee=order.fee + paid, status=status, message=message, updated_ms=bar.open_time_ms)
         return 1

@@ -1,8 +1,10 @@
 """One conformance suite for the three exchange gateways the engine and the manager trade
 through: the paper exchange, and ccxt on Binance USDⓈ-M and Bybit linear (the real ccxt client
 against the fake exchange at its HTTP boundary). The same scenario, the same figures to the
-cent; then what only a remote exchange can do to us: a timeout after it took the order, a rate
-limit, a 5xx, insufficient margin, an order it cannot find."""
+cent: a trade from entry to stop; the stop placed with the entry that closes the whole position;
+free margin; the market order that closes at once. Then what only a remote exchange can do to
+us: a timeout after it took the order, a rate limit, a 5xx, insufficient margin, a refused stop,
+an order it cannot find."""
 from __future__ import annotations
 
 from decimal import Decimal as D
@@ -35,25 +37,41 @@ def cid(leg: str, version: int = 0) -> str:
 
 
 class PaperVenue:
-    """The paper exchange, its market moved one 1m bar at a time."""
+    """The paper exchange, its market moved one 1m bar at a time (at the fake's leverage)."""
+
+    name = "paper"
 
     def __init__(self, tmp_path: Path):
-        self.gateway = PaperExchange("binance", tmp_path / "paper.json", D(10_000), D("0.02"), D("0.05"), D(0))
-        self.gateway.set_rules(SYMBOL, D(60_000))
+        self.tmp_path = tmp_path
+        self.gateway = self._exchange(D(10_000))
         self.next_open, self.last = T0, 60_000
-        self.gateway.set_clock(SYMBOL, T0 - 1)
+
+    def _exchange(self, equity: D) -> PaperExchange:
+        gateway = PaperExchange("binance", self.tmp_path / f"paper-{equity}.json", equity, D("0.02"), D("0.05"), D(0),
+                                leverage=D(20))
+        gateway.set_rules(SYMBOL, D(60_000))
+        gateway.set_clock(SYMBOL, T0 - 1)
+        return gateway
+
+    def empty_account(self) -> None:
+        self.gateway = self._exchange(D(0))
 
     def move(self, high, low, close, open=None):  # noqa: A002 (a candle's open)
         open = open or min(max(self.last, low), high)  # as the fake's: from the last price  # noqa: A001
         self.gateway.advance([Bar(SYMBOL, self.next_open, D(str(open)), D(str(high)), D(str(low)), D(str(close)))])
         self.next_open, self.last = self.next_open + MINUTE, close
 
+    def next_bar(self):
+        """A flat bar at the last price: what paper needs to fill a market order (at the open)."""
+        self.move(high=self.last, low=self.last, close=self.last)
+
 
 class CcxtVenue:
     """ccxt's client on the fake exchange, through our gateway."""
 
     def __init__(self, exchange: str, fake: FakeExchange):
-        self.exchange, self.fake = exchange, fake
+        self.name = self.exchange = exchange
+        self.fake = fake
         client = create_ccxt_exchange(exchange, "swap", api_base_url=fake.base_url, timeout_ms=CLIENT_TIMEOUT_MS,
                                       credentials=ExchangeCredentials(exchange, "test-key", "test-secret"))
         client.enableRateLimit = False  # ccxt's throttle only slows the tests down
@@ -63,6 +81,12 @@ class CcxtVenue:
 
     def move(self, high, low, close, open=None):  # noqa: A002
         self.fake.advance_price(self.exchange, SYMBOL, high=high, low=low, close=close, open=open)
+
+    def next_bar(self):
+        pass  # a market order has filled already
+
+    def empty_account(self) -> None:
+        self.fake.set_account(self.exchange, balance=0)
 
 
 @pytest.fixture
@@ -94,6 +118,12 @@ def limit(leg: str, side: str, amount: str, price: int, version: int = 0, reduce
 def stop(side: str, amount: str, trigger: int, version: int = 0):
     return OrderRequest(cid("sl", version), SYMBOL, side, "stop_market", D(amount), stop_price=D(trigger),
                         reduce_only=True)
+
+
+def close_position_stop(side: str, trigger: int, version: int = 0):
+    """The stop the engine places with the entry (its amount is the entry's, and is not sent)."""
+    return OrderRequest(cid("sl", version), SYMBOL, side, "stop_market", D("0.01"), stop_price=D(trigger),
+                        reduce_only=True, close_position=True)
 
 
 def test_a_trade_from_entry_to_tp1_then_a_gap_through_the_breakeven_stop(venue):
@@ -148,6 +178,73 @@ def test_an_unknown_client_id_is_not_found_and_cannot_be_cancelled(venue):
         venue.gateway.cancel_order(SYMBOL, cid("entry"))
 
 
+@pytest.mark.parametrize("bars", ["entry then stop", "one bar"])
+def test_a_close_position_stop_placed_before_the_entry_fills_closes_the_whole_position(venue, bars):
+    gateway = venue.gateway
+    gateway.place_order(limit("entry", "buy", "0.01", 59_000))
+    placed = gateway.place_order(close_position_stop("sell", 58_000))
+    assert (placed.status, placed.order_type, placed.close_position, placed.reduce_only, placed.stop_price,
+            placed.amount, placed.filled) == ("open", "stop_market", True, True, D(58_000), 0, 0)
+    assert {o.client_order_id: o.close_position for o in gateway.open_orders(SYMBOL)} == {
+        cid("entry"): False, cid("sl"): True}
+
+    if bars == "entry then stop":
+        venue.move(high=59_500, low=58_900, close=59_200)  # the entry fills at 59 000
+        assert gateway.position_amount(SYMBOL) == D("0.01")
+        assert gateway.find_order(SYMBOL, cid("sl")).status == "open"
+        venue.move(high=59_300, low=57_900, close=58_100)  # through the stop
+    else:  # the entry's bar falls on through the stop: stopped out on it
+        venue.move(high=59_500, low=57_900, close=58_100)
+    assert gateway.position_amount(SYMBOL) == 0
+    sl = gateway.find_order(SYMBOL, cid("sl"))
+    assert (sl.status, sl.close_position, sl.amount, sl.filled, sl.average_price) == (
+        "closed", True, D("0.01"), D("0.01"), D(58_000))
+    assert sl.fee == D("0.29")  # taker: 580 x 0.05 %
+    assert gateway.open_orders(SYMBOL) == []
+    assert gateway.equity() == D(10_000) - D("0.118") - 10 - D("0.29")
+
+
+def test_a_close_position_stop_triggered_with_no_position_opens_none(venue):
+    gateway = venue.gateway
+    gateway.place_order(close_position_stop("sell", 58_000))
+    venue.move(high=60_000, low=57_500, close=57_800)  # through it, with nothing to close
+    assert gateway.position_amount(SYMBOL) == 0
+    sl = gateway.find_order(SYMBOL, cid("sl"))
+    # an exchange triggers it and expires it; paper does not trigger it: it waits for a position
+    assert (sl.status, sl.filled) == ("open" if venue.name == "paper" else "canceled", 0)
+    assert gateway.equity() == D(10_000)
+
+
+def test_free_margin_falls_by_the_margin_of_a_resting_entry_and_of_an_open_position(venue):
+    gateway = venue.gateway
+    assert gateway.free_margin() == D(10_000)
+    gateway.place_order(limit("entry", "buy", "0.01", 59_000))
+    gateway.place_order(close_position_stop("sell", 58_000))  # a stop holds no margin
+    assert gateway.free_margin() == D(10_000) - D("29.5")  # 590 notional at 20x
+    venue.move(high=59_500, low=58_900, close=59_000)  # filled: the position holds it now, less the fee
+    assert gateway.free_margin() == D(10_000) - D("0.118") - D("29.5")
+
+
+def test_free_margin_is_zero_on_an_empty_account(venue):
+    venue.empty_account()
+    assert venue.gateway.free_margin() == 0
+
+
+def test_a_reduce_only_market_order_closes_the_position_at_once(venue):
+    gateway = venue.gateway
+    gateway.place_order(limit("entry", "buy", "0.01", 59_000))
+    venue.move(high=59_500, low=58_900, close=59_000)
+    close = OrderRequest(cid("close"), SYMBOL, "sell", "market", D("0.01"), reduce_only=True)
+    placed = gateway.place_order(close)
+    assert (placed.order_type, placed.reduce_only) == ("market", True)
+    venue.next_bar()  # paper: it fills at the next bar's open
+    closed = gateway.find_order(SYMBOL, cid("close"))
+    assert (closed.status, closed.filled, closed.average_price, closed.fee) == ("closed", D("0.01"), D(59_000),
+                                                                               D("0.295"))
+    assert gateway.position_amount(SYMBOL) == 0
+    assert gateway.equity() == D(10_000) - D("0.118") - D("0.295")
+
+
 # -- what only a remote exchange does -------------------------------------------------------------
 
 def test_market_rules_come_from_ccxts_market_data(remote):
@@ -199,6 +296,20 @@ def test_insufficient_margin_is_a_final_rejection_with_the_exchanges_words(remot
     assert remote.gateway.find_order(SYMBOL, cid("entry")) is None
 
 
+STOP_POST = {"binance": ("/fapi/v1/algoOrder", "POST"), "bybit": ("/v5/order/create", "POST")}
+
+
+def test_a_stop_the_exchange_rejects_is_a_final_rejection_with_its_words(remote):
+    path, method = STOP_POST[remote.exchange]
+    remote.fake.inject(remote.exchange, path, "rejected", method=method)
+    with pytest.raises(OrderRejected) as rejected:
+        remote.gateway.place_order(close_position_stop("sell", 58_000))
+    assert ("Order would immediately trigger" if remote.exchange == "binance" else "110093") in str(rejected.value)
+    assert remote.gateway.find_order(SYMBOL, cid("sl")) is None
+    posts = [r for r in remote.fake.requests if r["path"] == path and r["method"] == method]
+    assert len(posts) == 1  # final: not sent again
+
+
 def test_lookups_ride_out_temporary_errors(remote):
     remote.gateway.place_order(limit("entry", "buy", "0.01", 59_000))
     path, method = ORDER_GET[remote.exchange]
@@ -223,23 +334,39 @@ def test_a_partial_fill_is_reported_as_it_is(remote):
 
 
 def test_the_trading_jobs_build_the_testnet_gateway_from_config_and_keys(fake, tmp_path):
+    from dataclasses import replace
+
     from common.config import ConfigError
-    from common.exchange.account import build_gateway
+    from common.exchange.account import build_gateway, key_fingerprint
 
     config = load_config(env={"CRYPTOBOT_EXECUTION__API_BASE_URL": fake.base_url,
                               "CRYPTOBOT_PATHS__DATA_DIR": str(tmp_path)})
     values = {row["param_name"]: row["param_value"] for row in default_rows()}
     trading = parse_trading_config({**values, "paper_trading": "false", "trading_exchange": "bybit"})
-    keys = {"CRYPTOBOT_BYBIT_API_KEY": "test-key", "CRYPTOBOT_BYBIT_API_SECRET": "test-secret",
-            "CRYPTOBOT_SECRETS_FILE": str(tmp_path / "none.toml")}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in keys.items():
+    testnet_keys = {"CRYPTOBOT_BYBIT_TESTNET_API_KEY": "test-key", "CRYPTOBOT_BYBIT_TESTNET_API_SECRET": "test-secret"}
+    live_keys = {"CRYPTOBOT_BYBIT_LIVE_API_KEY": "live-key", "CRYPTOBOT_BYBIT_LIVE_API_SECRET": "live-secret"}
+
+    def environment(patch, **variables):
+        for name in (*testnet_keys, *live_keys, "CRYPTOBOT_BYBIT_API_KEY", "CRYPTOBOT_BYBIT_API_SECRET"):
+            patch.delenv(name, raising=False)
+        for name, value in {"CRYPTOBOT_SECRETS_FILE": str(tmp_path / "none.toml"), **variables}.items():
             patch.setenv(name, value)
+
+    with pytest.MonkeyPatch.context() as patch:
+        environment(patch, **testnet_keys, **live_keys)
         gateway = build_gateway(config, trading)
     assert (gateway.name, gateway.mode, gateway.equity()) == ("bybit", "testnet", D(10_000))
+    assert gateway.account == key_fingerprint("test-key")  # the testnet's key, not the live one
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CRYPTOBOT_SECRETS_FILE", str(tmp_path / "none.toml"))
-        patch.delenv("CRYPTOBOT_BYBIT_API_KEY", raising=False)
-        patch.delenv("CRYPTOBOT_BYBIT_API_SECRET", raising=False)
-        with pytest.raises(ConfigError, match="needs bybit API keys"):
+        environment(patch, **live_keys)  # live keys only: never used for the testnet
+        with pytest.raises(ConfigError, match="needs bybit testnet API keys: set CRYPTOBOT_BYBIT_TESTNET_API_KEY"):
+            build_gateway(config, trading)
+    with pytest.MonkeyPatch.context() as patch:
+        environment(patch, **testnet_keys, CRYPTOBOT_LIVE_TRADING="bybit")  # testnet keys never sign live orders
+        with pytest.raises(ConfigError, match="needs bybit live API keys: set CRYPTOBOT_BYBIT_LIVE_API_KEY"):
+            build_gateway(load_config(env={"CRYPTOBOT_PATHS__DATA_DIR": str(tmp_path)}),
+                          replace(trading, use_testnet=False))
+    with pytest.MonkeyPatch.context() as patch:
+        environment(patch, CRYPTOBOT_BYBIT_API_KEY="old-key", CRYPTOBOT_BYBIT_API_SECRET="old-secret")
+        with pytest.raises(ConfigError, match="CRYPTOBOT_BYBIT_API_KEY.* no longer read"):
             build_gateway(config, trading)

@@ -145,3 +145,75 @@ def test_clients_in_threads_at_once_lose_no_order(tmp_path):
     for thread in threads:
         thread.join()
     assert len(exchange(tmp_path).open_orders("BTCUSDT")) == 120
+
+
+def close_position_stop(side, stop):
+    return OrderRequest(client_order_id("sig-1", "sl"), "BTCUSDT", side, "stop_market", D(1), stop_price=D(str(stop)),
+                        reduce_only=True, close_position=True)
+
+
+def test_a_close_position_stop_waits_for_a_position_then_closes_all_of_it(tmp_path):
+    paper = exchange(tmp_path)
+    paper.place_order(close_position_stop("sell", 98))
+    paper.advance([bar(0, 99, 99, 97)])  # through it with no position: not triggered, it waits
+    stop = paper.find_order("BTCUSDT", client_order_id("sig-1", "sl"))
+    assert (stop.status, stop.amount, stop.filled, stop.reduce_only, stop.close_position) == ("open", 0, 0, True, True)
+    paper.place_order(order("entry", "buy", "limit", 3, price=100))
+    paper.advance([bar(1, 101, 101, 99.5)])  # filled: 3 long, whatever the stop was placed with
+    paper.advance([bar(2, 99.5, 99.8, 97.5)])  # the stop: all 3 at 98 less 2 bps
+    stop = paper.find_order("BTCUSDT", client_order_id("sig-1", "sl"))
+    assert (stop.status, stop.amount, stop.filled, stop.average_price) == ("closed", 3, 3, D("97.9804"))
+    assert paper.position_amount("BTCUSDT") == 0
+
+
+@pytest.mark.parametrize("bar_open, fill", [
+    (101, D("97.9804")),   # the entry fills at 100 on the way down: stopped out at 98 on the same bar
+    (97, D("96.9806")),    # the bar opens below the stop: the entry fills at 97, and so does the stop
+])
+def test_an_entry_and_its_close_position_stop_on_one_bar_stop_out_on_it(tmp_path, bar_open, fill):
+    paper = exchange(tmp_path)
+    paper.place_order(order("entry", "buy", "limit", 1, price=100))
+    paper.place_order(close_position_stop("sell", 98))
+    paper.advance([bar(0, bar_open, 101, 96)])
+    stop = paper.find_order("BTCUSDT", client_order_id("sig-1", "sl"))
+    assert (stop.status, stop.filled, stop.average_price) == ("closed", 1, fill)
+    assert paper.position_amount("BTCUSDT") == 0
+
+
+def test_a_short_close_position_stop_buys_back_the_whole_short(tmp_path):
+    paper = exchange(tmp_path)
+    paper.place_order(order("entry", "sell", "limit", 2, price=100))
+    paper.place_order(close_position_stop("buy", 103))
+    paper.advance([bar(0, 99, 100.5, 98.5)])  # sold at 100
+    paper.advance([bar(1, 101, 104, 100.5)])  # bought back at 103 plus 2 bps
+    stop = paper.find_order("BTCUSDT", client_order_id("sig-1", "sl"))
+    assert (stop.status, stop.filled, stop.average_price) == ("closed", 2, D("103.0206"))
+    assert paper.position_amount("BTCUSDT") == 0
+
+
+def test_a_reduce_only_market_order_fills_at_the_next_bars_open_capped_at_the_position(tmp_path):
+    paper = exchange(tmp_path)
+    paper.place_order(order("entry", "buy", "limit", 1, price=100))
+    paper.advance([bar(0, 100, 100, 100)])
+    paper.set_clock("BTCUSDT", T0 + M + 30_000)  # mid-bar: the next bar's open
+    paper.place_order(order("close", "sell", "market", 2, reduce_only=True))
+    paper.advance([bar(1, 99, 99.5, 98.5)])
+    assert paper.advance([bar(2, 95, 95, 95)]) == 1
+    close = paper.find_order("BTCUSDT", client_order_id("sig-1", "close"))
+    # 1 of 2 (the position), at 95 less 2 bps, taker; the rest cancelled
+    assert (close.status, close.filled, close.average_price, close.fee) == ("canceled", 1, D("94.981"),
+                                                                            D("0.0474905"))
+    assert paper.position_amount("BTCUSDT") == 0
+
+
+def test_free_margin_is_the_wallet_less_positions_and_resting_entries_at_the_leverage(tmp_path):
+    paper = PaperExchange("binance", tmp_path / "paper.json", D(1_000), D(0), D(0), D(0), leverage=D(5))
+    paper.set_rules("BTCUSDT", D(100))
+    paper.set_clock("BTCUSDT", T0 - 1)
+    paper.place_order(order("entry", "buy", "limit", 2, price=100))
+    paper.place_order(close_position_stop("sell", 98))
+    paper.place_order(order("tp1", "sell", "limit", 1, price=110, reduce_only=True))
+    assert paper.free_margin() == D(1_000) - D(40)  # 200 notional at 5x; exits hold nothing
+    paper.advance([bar(0, 100, 100, 100)])
+    assert paper.free_margin() == D(1_000) - D(40)  # the position holds it now
+    assert PaperExchange("binance", tmp_path / "empty.json", D(0), D(0), D(0), D(0)).free_margin() == 0
