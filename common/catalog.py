@@ -438,8 +438,11 @@ SHARED_TABLES = [
         mode STRING NOT NULL,
         error STRING,
         created_at TIMESTAMP NOT NULL,
-        updated_at TIMESTAMP NOT NULL
-    """, (), {}, "Every order placed (or to be placed), one row per client order id"),
+        updated_at TIMESTAMP NOT NULL,
+        account STRING,
+        close_position BOOLEAN
+    """, (), {}, "Every order placed (or to be placed), one row per client order id, with the account it is for "
+       "(exchange, mode, account: paper or a fingerprint of the API key)"),
     TableSpec("trading", "positions_open", f"""
         position_id STRING NOT NULL,
         signal_id STRING NOT NULL,
@@ -461,7 +464,8 @@ SHARED_TABLES = [
         fees {MONEY},
         mode STRING NOT NULL,
         opened_at TIMESTAMP NOT NULL,
-        updated_at TIMESTAMP NOT NULL
+        updated_at TIMESTAMP NOT NULL,
+        account STRING
     """, (), {}, "Positions being managed: remaining size, SL (moved to breakeven after TP1), TPs"),
     TableSpec("trading", "positions_closed", f"""
         position_id STRING NOT NULL,
@@ -483,7 +487,8 @@ SHARED_TABLES = [
         opened_at TIMESTAMP NOT NULL,
         closed_at TIMESTAMP NOT NULL,
         hold_minutes DOUBLE,
-        close_date DATE NOT NULL
+        close_date DATE NOT NULL,
+        account STRING
     """, ("close_date",), {}, "Closed positions with their realised P&L and exit reason"),
     TableSpec("trading", "daily_pnl", f"""
         pnl_date DATE NOT NULL,
@@ -497,8 +502,9 @@ SHARED_TABLES = [
         net_pnl {MONEY} NOT NULL,
         equity_start {MONEY},
         equity_end {MONEY},
-        updated_at TIMESTAMP NOT NULL
-    """, (), {}, "Realised P&L per UTC day, exchange and mode"),
+        updated_at TIMESTAMP NOT NULL,
+        account STRING
+    """, (), {}, "Realised P&L per UTC day, exchange, mode and account"),
     TableSpec("trading", "audit_log", """
         event_id STRING NOT NULL,
         entity_type STRING NOT NULL,

@@ -76,6 +76,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("sl_buffer_atr", "float", "0.25", "Stop loss distance beyond the zone, in ATR", low=0.0, high=10.0),
     ParamSpec("signal_max_age_bars", "int", "3",
               "A signal older than this many bars when scored or executed is expired", low=1, high=1_000),
+    ParamSpec("data_max_age_seconds", "int", "180",
+              "No new entry (testnet, live) on a symbol whose newest 1m kline in silver.unified_klines closed longer "
+              "ago than this", low=60, high=86_400),
+    ParamSpec("data_gap_window_minutes", "int", "60",
+              "No new entry (testnet, live) on a symbol missing a 1m kline within this many minutes before now",
+              low=1, high=10_080),
     ParamSpec("paper_initial_equity_usdt", "float", "10000", "Starting equity of the paper account",
               low=0.0, high=1e12, low_inclusive=False),
     ParamSpec("maker_fee_pct", "float", "0.02", "Maker fee of the paper exchange, in percent", low=0.0, high=1.0),
@@ -109,6 +115,8 @@ class TradingConfig:
     move_sl_to_breakeven: bool
     sl_buffer_atr: float
     signal_max_age_bars: int
+    data_max_age_seconds: int
+    data_gap_window_minutes: int
     paper_initial_equity_usdt: float
     maker_fee_pct: float
     taker_fee_pct: float

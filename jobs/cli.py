@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     monitor.add_argument("--watch", type=float, metavar="SECONDS", default=None,
                          help="refresh every SECONDS until Ctrl-C (one Spark session throughout)")
 
+    settle = commands.add_parser("settle", help="before switching account: cancel the configured account's working "
+                                                "entries and close its positions at market; --abandon-paper marks "
+                                                "the paper account's orders and positions abandoned instead")
+    settle.add_argument("--abandon-paper", action="store_true",
+                        help="paper state only: mark it cancelled / abandoned (audited), touching no exchange")
+
     demo = commands.add_parser("demo", help="paper-trade the history in the lake as if live: step a clock through "
                                             "it, scoring, executing and managing as of each step; check the books")
     demo.add_argument("--step-minutes", type=int, default=15, help="manager turns while a position is open")
@@ -299,6 +305,14 @@ def _manage(args, config) -> int:
     return _trading_job(config, "position_manager")
 
 
+def _settle(args, config) -> int:
+    from jobs import settle_account
+
+    print(_recorded(config, "settle_account",
+                    lambda spark: settle_account.run(spark, config, args.abandon_paper)).describe())
+    return 0
+
+
 def _trading_job(config, name: str) -> int:
     import importlib
 
@@ -406,7 +420,7 @@ def parse_utc_ms(text: str) -> int:
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
             "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
             "symbols": _symbols, "scan": _scan, "score": _score,
-            "execute": _execute, "manage": _manage, "monitor": _monitor, "demo": _demo, "backtest": _backtest}
+            "execute": _execute, "manage": _manage, "settle": _settle, "monitor": _monitor, "demo": _demo, "backtest": _backtest}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -29,13 +29,14 @@ from pyspark.sql import functions as F
 
 from common.catalog import read_table
 from common.config import INTERVAL_MS, AppConfig
-from common.exchange.account import build_gateway
+from common.exchange.account import account_of, build_gateway
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
+from common.trade.risk import notional_at_work, stale_data
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, intent_row, latest_minute_closes, move_signals,
-    read_orders, with_snapshot, write_orders,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, audit, intent_row, latest_minute_closes, move_signals, of_account,
+    read_orders, refuse_other_accounts, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -66,164 +67,319 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     """as_of_ms (paper only): trade as if now were then, on the klines known by then."""
     trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
     gateway = gateway or build_gateway(config, trading)
+    account = account_of(gateway)
+    refuse_other_accounts(spark, config, account)
     result = ExecutionResult()
-    if not trading.trading_enabled:
-        result.halted = "trading_enabled = false (kill switch)"
-        return result
     signals = (read_table(spark, config, "gold.signals_all")
                .where((F.col("status") == "confirmed") & (F.col("exchange") == trading.trading_exchange)
                       & F.col("symbol").isin(list(trading.trading_symbols))
                       & F.col("interval").isin(list(trading.trading_intervals))
                       & F.col("strategy").isin(list(trading.strategies)))
                .orderBy("known_at_ms", "signal_id").collect())
-    if not signals:
+    # One read of trading.orders: this account's resting entries (for the limits and the halts)
+    # and every row of the signals' own entries, whatever account they are on.
+    own_ids = {client_order_id(s.signal_id, leg, 0) for s in signals for leg in ("entry", "sl")}
+    orders = read_orders(spark, config, f"({of_account(account)} AND leg = 'entry' AND {ACTIVE_ORDERS})"
+                         + (" OR client_order_id IN (" + ", ".join(f"'{cid}'" for cid in sorted(own_ids)) + ")"
+                            if own_ids else ""))
+    resting = [o for o in orders if o.leg == "entry" and o.status in ACTIVE_ORDER_STATUSES
+               and (o.exchange, o.mode, o.account or account.account) == (account.exchange, account.mode,
+                                                                          account.account)]
+    if not trading.trading_enabled:
+        return _halt(spark, config, gateway, account, resting, result, "trading_enabled = false (kill switch)",
+                     as_of_ms)
+    if not signals and not resting:
         return result
-    clocks = _clocks(spark, config, gateway, sorted({s.symbol for s in signals}), as_of_ms)
+    clocks = _clocks(spark, config, gateway, sorted({s.symbol for s in signals} | {o.symbol for o in resting}),
+                     as_of_ms)
     if not clocks:
         result.halted = (f"paper trading needs 1m klines of {gateway.name} in silver.unified_klines for the "
                          f"signals' symbols (none found): add 1m to [exchanges] intervals")
         return result
     equity = gateway.equity()
-    # The limits are the account's: paper positions take no room on the testnet's, nor the other way round.
-    open_positions = (read_table(spark, config, "trading.positions_open")
-                      .where((F.col("exchange") == gateway.name) & (F.col("mode") == gateway.mode)).collect())
-    # One read of trading.orders: the active entries (for the limits) and the signals' own entries.
-    own_ids = {client_order_id(s.signal_id, "entry", 0) for s in signals}
-    orders = read_orders(spark, config, f"(leg = 'entry' AND {ACTIVE_ORDERS}) OR client_order_id IN ("
-                         + ", ".join(f"'{cid}'" for cid in sorted(own_ids)) + ")")
-    pending_entries = [o for o in orders if o.leg == "entry" and o.status in ACTIVE_ORDER_STATUSES and o.filled == 0]
-    own_entry = {o.signal_id for o in pending_entries}  # sent (or meant to be) by an earlier run, in any mode
-    account_entries = [o for o in pending_entries if (o.exchange, o.mode) == (gateway.name, gateway.mode)]
-    busy = Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in account_entries)
-    open_notional = sum((Decimal(p.remaining_quantity) * Decimal(p.entry_price) for p in open_positions), Decimal(0))
-    loss_today = _realised_today(spark, config, gateway.mode, max(clocks.values()))
-    if loss_today <= -equity * Decimal(str(trading.daily_loss_limit_pct)) / 100:
-        result.halted = (f"daily loss limit: {loss_today:.2f} realised today, limit "
-                         f"{trading.daily_loss_limit_pct}% of equity {equity:.2f}")
+    loss_today = _realised_today(spark, config, account, max(clocks.values()))
+    if loss_today < 0 and loss_today <= -equity * Decimal(str(trading.daily_loss_limit_pct)) / 100:
+        return _halt(spark, config, gateway, account, resting, result,
+                     f"daily loss limit: {loss_today:.2f} realised today, limit {trading.daily_loss_limit_pct}% "
+                     f"of equity {equity:.2f}", as_of_ms, stable_reason=f"daily loss limit "
+                     f"{trading.daily_loss_limit_pct}% reached")
+    if not signals:
         return result
+    free_margin = gateway.free_margin()
+    if not free_margin.is_finite() or free_margin <= 0:
+        result.halted = (f"no free margin: {gateway.name} reports {free_margin} USDT free on the {account.mode} "
+                         f"account, nothing can be sized")
+        return result
+    open_positions = (read_table(spark, config, "trading.positions_open").where(of_account(account)).collect())
+    data_problems = _data_problems(spark, config, gateway, trading, sorted({s.symbol for s in signals}), clocks)
+    books = _Books(
+        busy=Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in resting if o.filled == 0),
+        notional=notional_at_work([(Decimal(p.remaining_quantity), Decimal(p.entry_price)) for p in open_positions],
+                                  [(o.amount - o.filled, o.price or Decimal(0)) for o in resting if o.filled == 0]),
+        free_margin=free_margin, equity=equity)
     recorded = {o.client_order_id: o for o in orders if o.client_order_id in own_ids}
     moves, entries = [], []
     for signal in signals:
-        now_ms = clocks.get(signal.symbol)
-        if now_ms is None:
-            result.skipped["no 1m klines of the symbol to trade it on paper"] += 1
+        try:
+            outcome = _plan_signal(gateway, account, trading, signal, recorded, books, clocks, data_problems)
+        except Exception as error:  # noqa: BLE001 - one signal's trouble must not keep the others from trading
+            log.exception("event=signal_failed signal_id=%s symbol=%s", signal.signal_id, signal.symbol)
+            moves.append((signal.signal_id, "confirmed", "cancelled",
+                          f"failed: {type(error).__name__}: {error}"))
+            result.skipped["failed (see the log)"] += 1
             continue
-        if signal.signal_id in own_entry:  # settle it first: an order may exist, whatever the signal's age
-            entries.append(_plan_entry(gateway, trading, signal, recorded, equity, open_notional, now_ms, new=False))
-            continue
-        age_bars = (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
-        if age_bars > trading.signal_max_age_bars:
-            moves.append((signal.signal_id, "confirmed", "expired",
-                          f"{age_bars} bars old at execution, more than signal_max_age_bars "
-                          f"{trading.signal_max_age_bars}"))
-            continue
-        if sum(busy.values()) >= trading.max_open_positions:
-            result.skipped["max_open_positions reached"] += 1
-            continue
-        if busy[signal.symbol] >= trading.max_positions_per_symbol:
-            result.skipped["a position or entry on the symbol already"] += 1
-            continue
-        entry = _plan_entry(gateway, trading, signal, recorded, equity, open_notional, now_ms, new=True)
-        entries.append(entry)
-        if not entry.outcome.startswith("cancelled:"):
-            busy[signal.symbol] += 1
+        if isinstance(outcome, _Entry):
+            entries.append(outcome)
+        elif isinstance(outcome, tuple):
+            moves.append((signal.signal_id, "confirmed", *outcome))
+        else:
+            result.skipped[outcome] += 1
     # Every intent on record before the exchange can have any of them (one write), then the
     # sends, then their answers (one write): a run that dies between leaves each order findable
     # by its client id, and a MERGE costs seconds here, whatever its size.
-    write_orders(spark, config, [e.record for e in entries if e.record is not None])
-    write_orders(spark, config, [_send_entry(gateway, e) for e in entries if e.send is not None])
+    write_orders(spark, config, [row for e in entries for row in e.records])
+    write_orders(spark, config, [row for e in entries if e.send for row in _send_entry(gateway, e)])
     for entry in entries:
-        moves.append((entry.signal.signal_id, "confirmed", *_signal_move(entry.outcome)))
-        result.placed += entry.new and entry.outcome == "entry order sent"
+        if entry.outcome is not None:
+            moves.append((entry.signal.signal_id, "confirmed", *_signal_move(entry.outcome)))
+        else:
+            result.skipped["entry not sent (see the log); the next run looks it up"] += 1
+        result.placed += entry.outcome == "entry order sent"
     move_signals(spark, config, moves, ACTOR)
-    log.info("event=execution placed=%d skipped=%s moves=%d", result.placed, dict(result.skipped), len(moves))
+    log.info("event=execution account=%s placed=%d skipped=%s moves=%d", account.describe(), result.placed,
+             dict(result.skipped), len(moves))
     return result
+
+
+@dataclass
+class _Books:
+    """What the run's guards count, kept up to date as it plans: signals per symbol with a
+    position or a resting entry, the notional they hold, and the account's money."""
+    busy: Counter
+    notional: Decimal
+    free_margin: Decimal
+    equity: Decimal
 
 
 def _signal_move(outcome: str) -> tuple[str, str]:
     """(the signal's new status, the reason) from what was done with its entry."""
-    if outcome.startswith("cancelled:"):
-        return "cancelled", outcome.removeprefix("cancelled: ")
+    for status in ("cancelled", "expired"):
+        if outcome.startswith(f"{status}:"):
+            return status, outcome.removeprefix(f"{status}: ")
     return "executed", outcome
 
 
 @dataclass
 class _Entry:
-    """One signal's entry in a run: what to record before any send, what to send, what happened
-    (prefixed 'cancelled:' when it cannot be placed; set by the send when there is one)."""
+    """One signal's entry in a run: what to record before any send, what to send (the entry,
+    then its stop), what happened (prefixed 'cancelled:' when it cannot be placed; set by the
+    send when there is one; None when the send failed unexpectedly and the intent stays)."""
     signal: Row
-    outcome: str
-    new: bool  # a signal this run took on (not one an earlier run had sent or meant to)
-    record: OrderRow | None = None
-    send: OrderRow | None = None
+    outcome: str | None
+    records: list[OrderRow] = field(default_factory=list)
+    send: list[OrderRow] = field(default_factory=list)
 
 
-def _plan_entry(gateway, trading, signal, recorded: dict[str, OrderRow], equity: Decimal, open_notional: Decimal,
-                now_ms: int, new: bool) -> _Entry:
-    """What placing the signal's entry once takes, from our record and the exchange's."""
-    cid = client_order_id(signal.signal_id, "entry", 0)
-    ours = recorded.get(cid)
+def _plan_signal(gateway, account, trading, signal, recorded: dict[str, OrderRow], books: _Books,
+                 clocks: dict[str, int], data_problems: dict[str, str]):
+    """What to do with one confirmed signal: an _Entry, a (status, reason) move of the signal,
+    or the reason it is skipped this run (a str)."""
+    now_ms = clocks.get(signal.symbol)
+    if now_ms is None:
+        return "no 1m klines of the symbol to trade it on paper"
+    ours = recorded.get(client_order_id(signal.signal_id, "entry", 0))
+    if ours is not None and not _on_account(ours, account):
+        return ("cancelled", f"its entry is recorded on another account ({ours.exchange} {ours.mode} "
+                             f"{ours.account}): never sent to {account.describe()}")
     if ours is not None and ours.status not in ("new", "unknown"):
-        return _Entry(signal, "entry order recorded before", new)
+        return _Entry(signal, "entry order recorded before")
     # Our record is missing or unsettled: the exchange says whether it has the order.
-    existing = gateway.find_order(signal.symbol, cid)
-    direction = signal.direction
-    side = "buy" if direction == "long" else "sell"
+    existing = gateway.find_order(signal.symbol, ours.client_order_id if ours else
+                                  client_order_id(signal.signal_id, "entry", 0))
     if existing is not None:  # sent by a run that died before recording the answer
-        row = ours or intent_row(OrderRequest(cid, signal.symbol, side, "limit", existing.amount, existing.price),
-                                 signal.signal_id, gateway.name, "entry", 0, gateway.mode, now_ms)
-        return _Entry(signal, "entry order found on the exchange and recorded", new,
-                      record=with_snapshot(row, existing))
-    if ours is not None:  # the intent was recorded but the order never reached the exchange: send it now
-        return _Entry(signal, "entry order to send", new, send=ours)
+        row = ours or intent_row(OrderRequest(existing.client_order_id, signal.symbol, existing.side, "limit",
+                                              existing.amount, existing.price),
+                                 signal.signal_id, account, "entry", 0, now_ms)
+        books.busy[signal.symbol] += 1
+        return _Entry(signal, "entry order found on the exchange and recorded", records=[with_snapshot(row, existing)])
+    # Not on the exchange: a new entry, or an intent that a run recorded and never sent. Either
+    # way it goes through every guard now, as if it were new.
+    unsent = [o for o in (ours, recorded.get(client_order_id(signal.signal_id, "sl", 0)))
+              if o is not None and o.status in ("new", "unknown")]
+    refusal = _guards(trading, signal, books, now_ms, data_problems)
+    if refusal is not None:
+        if not unsent or isinstance(refusal, str):
+            return refusal
+        status, reason = refusal  # the signal goes, and its unsent intents with it
+        return _Entry(signal, f"{status}: {reason}",
+                      records=[replace(o, status="canceled", error=f"never sent: {reason}") for o in unsent])
+    if unsent:
+        rows, records = unsent, []
+    else:
+        planned = _size_entry(gateway, account, trading, signal, books, now_ms)
+        if isinstance(planned, str):
+            return ("cancelled", planned)
+        rows = records = planned
+    books.busy[signal.symbol] += 1
+    books.notional += rows[0].amount * rows[0].price
+    return _Entry(signal, "entry order to send", records=records, send=rows)
+
+
+def _on_account(order: OrderRow, account) -> bool:
+    return (order.exchange, order.mode, order.account or account.account) == (
+        account.exchange, account.mode, account.account)
+
+
+def _guards(trading, signal, books: _Books, now_ms: int, data_problems: dict[str, str]):
+    """None when a new entry may go; else a (status, reason) move of the signal or a str reason
+    to skip it for this run."""
+    age_bars = (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
+    if age_bars > trading.signal_max_age_bars:
+        return ("expired", f"{age_bars} bars old at execution, more than signal_max_age_bars "
+                           f"{trading.signal_max_age_bars}")
+    if signal.symbol in data_problems:
+        return data_problems[signal.symbol]
+    if sum(books.busy.values()) >= trading.max_open_positions:
+        return "max_open_positions reached"
+    if books.busy[signal.symbol] >= trading.max_positions_per_symbol:
+        return "a position or entry on the symbol already"
+    return None
+
+
+def _size_entry(gateway, account, trading, signal, books: _Books, now_ms: int) -> list[OrderRow] | str:
+    """The entry's intent (and its stop's), sized on the free margin within the caps, or why not."""
+    prices = {name: Decimal(str(getattr(signal, name))) for name in ("entry_price", "sl_price")}
+    bad = [f"{name} {value}" for name, value in prices.items() if not value.is_finite() or value <= 0]
+    if bad:
+        return f"invalid plan: {', '.join(bad)} is not a finite positive price"
     if hasattr(gateway, "set_rules"):  # paper: the market's steps from its price
-        gateway.set_rules(signal.symbol, Decimal(str(signal.entry_price)))
+        gateway.set_rules(signal.symbol, prices["entry_price"])
     rules = gateway.market_rules(signal.symbol)
-    entry = round_price(Decimal(str(signal.entry_price)), rules)
-    stop = round_stop(Decimal(str(signal.sl_price)), direction, rules)
-    size = position_size(equity, Decimal(str(trading.risk_per_trade_pct)), entry, stop, rules,
+    entry = round_price(prices["entry_price"], rules)
+    stop = round_stop(prices["sl_price"], signal.direction, rules)
+    size = position_size(books.free_margin, Decimal(str(trading.risk_per_trade_pct)), entry, stop, rules,
                          Decimal(str(trading.max_leverage)), Decimal(str(trading.max_total_exposure_pct)),
-                         open_notional)
+                         books.notional, direction=signal.direction, exposure_equity=books.equity)
     if size.refusal:
-        return _Entry(signal, f"cancelled: {size.refusal}", new)
-    row = intent_row(OrderRequest(cid, signal.symbol, side, "limit", size.amount, entry), signal.signal_id,
-                     gateway.name, "entry", 0, gateway.mode, now_ms)
-    return _Entry(signal, "entry order to send", new, record=row, send=row)
+        return size.refusal
+    entry_side, exit_side = ("buy", "sell") if signal.direction == "long" else ("sell", "buy")
+    rows = [intent_row(OrderRequest(client_order_id(signal.signal_id, "entry", 0), signal.symbol, entry_side, "limit",
+                                    size.amount, entry), signal.signal_id, account, "entry", 0, now_ms)]
+    # The trade's stop goes right after its entry, so that a fill is never without one: a stop
+    # that closes the symbol's whole position, placeable before there is one. Only with one
+    # trade per symbol (closing the position is closing the trade); with more, the position
+    # manager places an amount-sized stop once it sees the fill.
+    if trading.max_positions_per_symbol == 1:
+        rows.append(intent_row(OrderRequest(client_order_id(signal.signal_id, "sl", 0), signal.symbol, exit_side,
+                                            "stop_market", size.amount, None, stop, reduce_only=True,
+                                            close_position=True), signal.signal_id, account, "sl", 0, now_ms))
+    return rows
 
 
-def _send_entry(gateway, entry: _Entry) -> OrderRow:
-    """Send the entry; returns the row recording the exchange's answer."""
-    from dataclasses import replace
-
-    row = entry.send
+def _send_entry(gateway, entry: _Entry) -> list[OrderRow]:
+    """Send the entry, then its stop; returns the rows recording the exchange's answers."""
+    entry_row, *stops = entry.send
     try:
-        answer = with_snapshot(row, gateway.place_order(row.request()))
+        answers = [with_snapshot(entry_row, gateway.place_order(entry_row.request()))]
+        entry.outcome = "entry order sent"
     except OrderOutcomeUnknown as error:
         entry.outcome = "entry order sent, answer lost: unknown until a lookup settles it"
-        return replace(row, status="unknown", error=str(error))
+        answers = [replace(entry_row, status="unknown", error=str(error))]
     except OrderRejected as error:
         entry.outcome = f"cancelled: entry rejected by the exchange: {error}"
-        return replace(row, status="rejected", error=str(error))
-    entry.outcome = "entry order sent"
-    return answer
+        return [replace(entry_row, status="rejected", error=str(error))] + [
+            replace(stop, status="canceled", error="not sent: its entry was rejected") for stop in stops]
+    except Exception:  # noqa: BLE001 - the intent stays `new`: the next run looks it up before anything
+        log.exception("event=entry_send_failed client_order_id=%s", entry_row.client_order_id)
+        entry.outcome = None
+        return []
+    for stop in stops:  # harmless without a position: it closes whatever is there when it triggers
+        try:
+            answers.append(with_snapshot(stop, gateway.place_order(stop.request())))
+        except OrderOutcomeUnknown as error:
+            answers.append(replace(stop, status="unknown", error=str(error)))
+        except OrderRejected as error:  # the position manager retries it once, then closes at market
+            log.warning("event=stop_rejected client_order_id=%s error=%s", stop.client_order_id, error)
+            answers.append(replace(stop, status="rejected", error=str(error)))
+        except Exception:  # noqa: BLE001 - stays `new`: the manager looks it up and places it
+            log.exception("event=stop_send_failed client_order_id=%s", stop.client_order_id)
+    return answers
+
+
+def _halt(spark, config, gateway, account, resting: list[OrderRow], result: ExecutionResult, reason: str,
+          as_of_ms: int | None, stable_reason: str | None = None) -> ExecutionResult:
+    """No new entry: and the resting entries are cancelled (what is filled of them stays and is
+    protected: the protective orders of open positions are not touched). Audited with the reason."""
+    result.halted = reason
+    now_ms = as_of_ms if as_of_ms is not None else _wall_ms()
+    answers, events = [], []
+    for order in resting:
+        try:
+            found = gateway.find_order(order.symbol, order.client_order_id)
+            if found is None:
+                row = replace(order, status="canceled", error=f"not on the exchange: {reason}")
+            elif found.status == "open":
+                row = replace(with_snapshot(order, gateway.cancel_order(order.symbol, order.client_order_id)),
+                              error=reason)
+            else:
+                row = with_snapshot(order, found)
+        except Exception:  # noqa: BLE001 - logged; the next run tries again
+            log.exception("event=halt_cancel_failed client_order_id=%s", order.client_order_id)
+            continue
+        answers.append(row)
+        events.append({"entity_type": "order", "entity_id": order.client_order_id, "from_status": order.status,
+                       "to_status": row.status, "reason": reason, "actor": ACTOR})
+        result.skipped["resting entries cancelled by the halt"] += row.status == "canceled"
+    day = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).date()
+    events.append({"entity_type": "trading", "entity_id": f"{account.exchange}:{account.mode}:{account.account}:{day}",
+                   "from_status": None, "to_status": "halted", "reason": stable_reason or reason,
+                   "details": {"reason": reason, "entries_cancelled": len(answers)}, "actor": ACTOR})
+    write_orders(spark, config, answers)
+    audit(spark, config, events)
+    log.warning("event=execution_halted account=%s reason=%s entries_cancelled=%d", account.describe(), reason,
+                len(answers))
+    return result
 
 
 def _clocks(spark, config, gateway, symbols: list[str], as_of_ms: int | None = None) -> dict[str, int]:
     """Now, per symbol: on paper the close of its newest 1m kline (the data's clock), else the wall."""
     if gateway.mode != "paper":
-        return dict.fromkeys(symbols, int(datetime.now(timezone.utc).timestamp() * 1000))
+        return dict.fromkeys(symbols, _wall_ms())
     clocks = latest_minute_closes(spark, config, gateway.name, symbols, as_of_ms)
     for symbol, now_ms in clocks.items():
         gateway.set_clock(symbol, now_ms)
     return clocks
 
 
-def _realised_today(spark, config, mode: str, now_ms: int) -> Decimal:
+def _data_problems(spark, config, gateway, trading, symbols: list[str], clocks: dict[str, int]) -> dict[str, str]:
+    """symbol -> why its 1m data is no ground for a new entry (testnet and live; on paper the
+    clock is the newest kline itself). One read for every symbol of the run."""
+    if gateway.mode == "paper" or not symbols:
+        return {}
+    now_ms = max(clocks.values())
+    window_ms = trading.data_gap_window_minutes * 60_000
+    rows = (read_table(spark, config, "silver.unified_klines")
+            .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m") & F.col("symbol").isin(symbols)
+                   & (F.col("open_time_ms") >= now_ms - window_ms - 60_000) & (F.col("close_time_ms") < now_ms))
+            .select("symbol", "open_time_ms").collect())
+    opens: dict[str, list[int]] = {s: [] for s in symbols}
+    for r in rows:
+        opens[r.symbol].append(r.open_time_ms)
+    problems = {s: stale_data(times, clocks[s], trading.data_max_age_seconds * 1000, window_ms)
+                for s, times in opens.items()}
+    return {s: p for s, p in problems.items() if p is not None}
+
+
+def _realised_today(spark, config, account, now_ms: int) -> Decimal:
     day = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).date()
     row = (read_table(spark, config, "trading.positions_closed")
-           .where((F.col("close_date") == F.lit(day)) & (F.col("mode") == mode))
+           .where((F.col("close_date") == F.lit(day))).where(of_account(account))
            .agg(F.sum("net_pnl")).first())
     return Decimal(0) if row[0] is None else Decimal(row[0])
+
+
+def _wall_ms() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
 from common.config import INTERVAL_MS, AppConfig
-from common.exchange.account import build_gateway
-from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected
+from common.exchange.account import account_of, build_gateway
+from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.exchange.paper import Bar
 from common.local_frames import local_frame, stored_values
 from common.trade.lifecycle import Trade, TradeState, trade_result
@@ -38,12 +38,15 @@ from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, r
 from common.trade.sizing import round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, costs_of, intent_row,
-    read_orders, with_snapshot, write_orders,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, costs_of, intent_row, of_account, read_orders,
+    refuse_other_accounts, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
 ACTOR = "position_manager"
+# An entry intent the exchange does not know is left this long to the execution engine (which
+# may be sending it right now) before the manager settles it; the manager never sends one.
+ENTRY_SEND_GRACE_MS = 60_000
 
 
 @dataclass
@@ -59,7 +62,7 @@ class ManagerResult:
 
 
 def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None,
-        trading: TradingConfig | None = None) -> ManagerResult:
+        trading: TradingConfig | None = None, settle: bool = False) -> ManagerResult:
     """as_of_ms (paper only): the paper exchange matches the 1m klines up to then, no further.
 
     A turn costs the same few reads and writes however many trades it looks after: every
@@ -68,21 +71,25 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     them, records the answers (one write) and writes the positions that changed."""
     trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
     gateway = gateway or build_gateway(config, trading)
+    account = account_of(gateway)
+    refuse_other_accounts(spark, config, account)
     result = ManagerResult()
-    active = read_orders(spark, config, ACTIVE_ORDERS)
-    stored_positions = {p.position_id: p for p in read_table(spark, config, "trading.positions_open").collect()}
+    active = read_orders(spark, config, f"{ACTIVE_ORDERS} AND {of_account(account)}")
+    stored_positions = {p.position_id: p for p in read_table(spark, config, "trading.positions_open")
+                        .where(of_account(account)).collect()}
     signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in stored_positions.values()})
     if not signal_ids:
         _check_against_exchange(spark, config, gateway, trading, result)
         return result
-    orders = read_orders(spark, config, "signal_id IN (" + ",".join(f"'{s}'" for s in signal_ids) + ")")
+    orders = read_orders(spark, config, "signal_id IN (" + ",".join(f"'{s}'" for s in signal_ids) + ") AND "
+                         + of_account(account))
     symbols = sorted({o.symbol for o in orders})
     clocks = (_advance_paper(spark, config, gateway, orders, as_of_ms) if gateway.mode == "paper"
               else dict.fromkeys(symbols, _wall_ms()))
     events: list[dict] = []
-    orders, refreshed = _refresh(gateway, orders, events, result)
     signals = {r.signal_id: r for r in read_table(spark, config, "gold.signals_all")
                .where(F.col("signal_id").isin(signal_ids)).collect()}
+    orders, refreshed = _refresh(gateway, trading, orders, signals, clocks, events, result)
     steps = []
     for signal_id in signal_ids:
         rows = [o for o in orders if o.signal_id == signal_id]
@@ -93,14 +100,16 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
             steps.append(step)
     extremes = _extremes_since_signals(spark, config, gateway, [s for s in steps if _may_be_void(s, trading)])
     for step in steps:
-        _isolated(step, result, lambda: _decide(gateway, trading, step, extremes, events, result))
+        _isolated(step, result, lambda: _decide(gateway, trading, step, extremes, events, result, settle))
     audit(spark, config, events)
     # What the exchange said of our orders, what was cancelled, and every order about to be
     # placed: the intent is on record before the exchange can have it, so a turn that dies now
     # leaves nothing untracked. One write: a MERGE costs seconds, whatever its size.
     write_orders(spark, config, refreshed + [r for s in steps for r in s.answers + s.intents])
-    answers = [answer for s in steps for answer in _place(gateway, s, result)]
+    placed_events: list[dict] = []
+    answers = [answer for s in steps for answer in _place(spark, config, gateway, s, placed_events, result)]
     write_orders(spark, config, answers)
+    audit(spark, config, placed_events)
     _store_positions(spark, config, gateway, [s for s in steps if s.trade is not None and not s.failed],
                      stored_positions, result)
     _check_against_exchange(spark, config, gateway, trading, result)
@@ -117,6 +126,8 @@ class _Step:
     trade: Trade | None = None
     answers: list[OrderRow] = field(default_factory=list)  # what the exchange said to a cancel
     intents: list[OrderRow] = field(default_factory=list)  # orders to record, then place
+    stops_replaced: list[OrderRow] = field(default_factory=list)  # cancelled once a new stop works
+    close_reason: str | None = None
     failed: bool = False
 
 
@@ -137,9 +148,8 @@ def _check_against_exchange(spark, config, gateway, trading, result: ManagerResu
     """What the exchange holds against what we track, per symbol: the position's size, and any
     open order of ours (a `cb-` client id) we do not know as active. A difference is logged and
     recorded in the audit log (once per difference), never "fixed" blind: a person decides."""
-    positions = (read_table(spark, config, "trading.positions_open")
-                 .where((F.col("exchange") == gateway.name) & (F.col("mode") == gateway.mode)).collect())
-    ours = {o.client_order_id for o in read_orders(spark, config, ACTIVE_ORDERS)}
+    positions = read_table(spark, config, "trading.positions_open").where(of_account(account_of(gateway))).collect()
+    ours = {o.client_order_id for o in read_orders(spark, config, f"{ACTIVE_ORDERS} AND {of_account(account_of(gateway))}")}
     expected: dict[str, Decimal] = {}
     for p in positions:
         signed = _d(p.remaining_quantity) if p.direction == "long" else -_d(p.remaining_quantity)
@@ -186,17 +196,21 @@ def _advance_paper(spark, config, gateway, orders: list[OrderRow],
     return {symbol: gateway.now_ms(symbol) for symbol in symbols}
 
 
-def _refresh(gateway, orders: list[OrderRow], events: list[dict],
+def _refresh(gateway, trading, orders: list[OrderRow], signals: dict, clocks: dict[str, int], events: list[dict],
              result: ManagerResult) -> tuple[list[OrderRow], list[OrderRow]]:
     """Our record of every order not yet final, replaced by what the exchange says; returns it
-    and the rows that changed (written with the turn's other order changes, in one write)."""
+    and the rows that changed (written with the turn's other order changes, in one write). A
+    protective order recorded but not on the exchange is sent now (the first time); an entry
+    never is: only the execution engine sends entries, through its guards."""
     refreshed, changed = [], []
     for row in orders:
         if row.status not in ACTIVE_ORDER_STATUSES:
             refreshed.append(row)
             continue
         snapshot = gateway.find_order(row.symbol, row.client_order_id)
-        if snapshot is None and row.status in ("new", "unknown"):
+        if snapshot is None and row.status in ("new", "unknown") and row.leg == "entry":
+            new = _unsent_entry(row, signals.get(row.signal_id), clocks[row.symbol], trading) or row
+        elif snapshot is None and row.status in ("new", "unknown"):
             new = _send(gateway, row)  # it never reached the exchange: sending it now is the first time
             result.actions["sent after a lookup found nothing"] += 1
         elif snapshot is None:
@@ -211,6 +225,22 @@ def _refresh(gateway, orders: list[OrderRow], events: list[dict],
         refreshed.append(new)
     result.actions["orders updated from the exchange"] += len(changed)
     return refreshed, changed
+
+
+def _unsent_entry(row: OrderRow, signal, now_ms: int, trading) -> OrderRow | None:
+    """An entry the exchange does not know: its settled record, or None to leave it as it is
+    (the engine may be sending it now, or will send it through its guards at its next run)."""
+    if now_ms - row.updated_ms < ENTRY_SEND_GRACE_MS:
+        return None
+    if row.status == "unknown":  # the engine sent it and lost the answer: the lookup says it never arrived
+        return replace(row, status="canceled", error="the answer to its send was lost and the exchange does not "
+                                                     "know it: never placed")
+    age_bars = None if signal is None else (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
+    if age_bars is None or age_bars > trading.signal_max_age_bars:
+        return replace(row, status="canceled", error=f"never sent, and its signal is too old to send it now "
+                                                     f"({age_bars} bars, signal_max_age_bars "
+                                                     f"{trading.signal_max_age_bars})")
+    return None
 
 
 def _send(gateway, row: OrderRow) -> OrderRow:
@@ -237,15 +267,19 @@ def _rebuild(gateway, trading, step: _Step) -> None:
         Decimal(str(trading.tp1_close_pct)), trading.move_sl_to_breakeven)
 
 
-def _decide(gateway, trading, step: _Step, extremes: dict, events: list[dict], result: ManagerResult) -> None:
+def _decide(gateway, trading, step: _Step, extremes: dict, events: list[dict], result: ManagerResult,
+            settle: bool = False) -> None:
     """Cancel at the exchange what the trade no longer needs (answers kept to record) and
-    prepare the orders it still needs (intents); nothing is placed here."""
+    prepare the orders it still needs (intents); nothing is placed here. A stop being replaced
+    is cancelled only once its successor works (`_place`), so the position is never bare.
+    settle: flatten the trade: a waiting entry is cancelled, an open trade closed at market."""
     trade, signal = step.trade, step.signal
     if trade is None:
         return
     if trade.state == TradeState.WAITING_ENTRY:
         entry = next(r for r in step.rows if r.leg == "entry")
-        reason = _entry_void(signal, trade, trading, step.now_ms, extremes.get(signal.signal_id))
+        reason = ("settled by the user (cryptobot settle)" if settle else
+                  _entry_void(signal, trade, trading, step.now_ms, extremes.get(signal.signal_id)))
         if reason and entry.status == "open":
             cancelled = with_snapshot(entry, gateway.cancel_order(entry.symbol, entry.client_order_id))
             step.answers.append(replace(cancelled, error=reason))
@@ -253,30 +287,94 @@ def _decide(gateway, trading, step: _Step, extremes: dict, events: list[dict], r
                            "to_status": "canceled", "reason": reason, "actor": ACTOR})
             result.actions["entries cancelled"] += 1
         return
+    closing = any(r.leg == "close" and r.status in ACTIVE_ORDER_STATUSES for r in step.rows)
+    wanted = [] if closing or settle else desired_orders(trade)
     to_cancel, to_place = reconcile(signal.signal_id, signal.symbol, [TradeOrder(r.leg, r.version, r.snapshot())
-                                                                      for r in step.rows], desired_orders(trade))
+                                                                      for r in step.rows], wanted)
     by_id = {r.client_order_id: r for r in step.rows}
+    new_stop = any(request.order_type == "stop_market" for _, request, _ in to_place)
     for order in to_cancel:
         row = by_id[order.snapshot.client_order_id]
+        if row.leg == "sl" and (new_stop or settle):
+            step.stops_replaced.append(row)  # cancelled once its successor works, or the position is closed
+            continue
         step.answers.append(with_snapshot(row, gateway.cancel_order(row.symbol, row.client_order_id)))
         result.actions["orders cancelled"] += 1
-    # Only once every cancel went through: a new stop never joins an old one still working.
-    step.intents = [intent_row(request, signal.signal_id, gateway.name, _leg(request.client_order_id), version,
-                               gateway.mode, step.now_ms) for _, request, version in to_place]
+    step.intents = [intent_row(request, signal.signal_id, account_of(gateway), _leg(request.client_order_id),
+                               version, step.now_ms) for _, request, version in to_place]
+    if settle and not closing and trade.open_amount > 0:
+        step.intents.append(_market_close(gateway, signal, trade, step, 0))
+        step.close_reason = "settled by the user (cryptobot settle)"
 
 
-def _place(gateway, step: _Step, result: ManagerResult) -> list[OrderRow]:
+def _market_close(gateway, signal, trade, step: _Step, version: int) -> OrderRow:
+    request = OrderRequest(client_order_id(signal.signal_id, "close", version), signal.symbol, trade.exit_side,
+                           "market", trade.open_amount, reduce_only=True)
+    return intent_row(request, signal.signal_id, account_of(gateway), "close", version, step.now_ms)
+
+
+def _place(spark, config, gateway, step: _Step, events: list[dict], result: ManagerResult) -> list[OrderRow]:
     """Place the step's recorded intents; an order whose sending failed unexpectedly stays on
-    record as `new`, and the next turn looks it up by its client id before sending it."""
+    record as `new`, and the next turn looks it up by its client id before sending it.
+    A stop the exchange rejects is tried once more under its next version; rejected again, the
+    position is closed at market (reduce-only) and the event audited. Once a new stop works,
+    the stops it replaces are cancelled."""
     answers = []
     for row in step.intents:
         try:
-            answers.append(_send(gateway, row))
+            answer = _send(gateway, row)
         except Exception:  # noqa: BLE001 - logged; looked up, never sent blind, next turn
             log.exception("event=order_send_failed client_order_id=%s", row.client_order_id)
             result.actions["orders left for the next turn (see the log)"] += 1
             continue
-        result.actions[f"{row.leg} orders placed"] += 1
+        answers.append(answer)
+        if row.leg == "close":
+            events.append({"entity_type": "position", "entity_id": step.signal.signal_id, "from_status": "open",
+                           "to_status": "closing", "reason": step.close_reason or "market close",
+                           "details": {"client_order_id": row.client_order_id, "status": answer.status},
+                           "actor": ACTOR})
+        if row.order_type == "stop_market" and answer.status == "rejected":
+            answers += _stop_rejected(spark, config, gateway, step, row, answer, events, result)
+        result.actions[f"{row.leg} orders placed"] += answer.status != "rejected"
+    stop_works = any(a.leg == "sl" and a.status in ("open", "closed") for a in answers)
+    closed_at_market = any(a.leg == "close" and a.status in ("open", "closed") for a in answers)
+    if stop_works or closed_at_market:
+        for row in step.stops_replaced:
+            answers.append(with_snapshot(row, gateway.cancel_order(row.symbol, row.client_order_id)))
+            result.actions["orders cancelled"] += 1
+    return answers
+
+
+def _stop_rejected(spark, config, gateway, step: _Step, row: OrderRow, answer: OrderRow, events: list[dict],
+                   result: ManagerResult) -> list[OrderRow]:
+    """A rejected stop: one more try under the next version (unless this was already the retry
+    of a rejected one), then the position closed at market. Each intent on record before it goes."""
+    events.append({"entity_type": "order", "entity_id": row.client_order_id, "from_status": "new",
+                   "to_status": "rejected", "reason": answer.error or "stop rejected", "actor": ACTOR})
+    earlier = [r for r in step.rows if r.leg == "sl" and r.version < row.version]
+    answers = []
+    if not (earlier and max(earlier, key=lambda r: r.version).status == "rejected"):
+        retry = replace(row, client_order_id=client_order_id(step.signal.signal_id, "sl", row.version + 1),
+                        version=row.version + 1, status="new", error=None)
+        write_orders(spark, config, [retry])
+        answer = _send(gateway, retry)
+        answers.append(answer)
+        if answer.status != "rejected":
+            return answers
+        events.append({"entity_type": "order", "entity_id": retry.client_order_id, "from_status": "new",
+                       "to_status": "rejected", "reason": answer.error or "stop rejected", "actor": ACTOR})
+    trade = step.trade
+    close = _market_close(gateway, step.signal, trade, step, 0)
+    write_orders(spark, config, [close])
+    closed = _send(gateway, close)
+    answers.append(closed)
+    reason = f"the stop was rejected twice ({answer.error}): closed at market"
+    events.append({"entity_type": "position", "entity_id": step.signal.signal_id, "from_status": "open",
+                   "to_status": "closing", "reason": reason,
+                   "details": {"client_order_id": close.client_order_id, "status": closed.status}, "actor": ACTOR})
+    log.warning("event=stop_rejected_position_closed signal_id=%s symbol=%s close_status=%s",
+                step.signal.signal_id, step.signal.symbol, closed.status)
+    result.actions["positions closed at market after a rejected stop"] += 1
     return answers
 
 
@@ -349,7 +447,8 @@ def _open_position_row(gateway, signal, trade) -> dict:
             "quantity": trade.filled, "remaining_quantity": trade.open_amount, "sl_price": trade.sl_price,
             "tp1_price": trade.tp1_price, "tp2_price": trade.tp2_price,
             "tp1_hit": trade.state == TradeState.TP1_DONE, "sl_at_breakeven": trade.sl_price != trade.initial_sl,
-            "realized_pnl": realised, "fees": fees, "mode": gateway.mode, "opened_at": _ts(trade.opened_ms),
+            "realized_pnl": realised, "fees": fees, "mode": gateway.mode, "account": account_of(gateway).account,
+            "opened_at": _ts(trade.opened_ms),
             "updated_at": datetime.now(timezone.utc).replace(tzinfo=None)}
 
 
@@ -386,6 +485,7 @@ def _close_positions(spark, config, gateway, closed: list[tuple], result: Manage
                      "exit_price": figures.exit_average, "quantity": figures.amount,
                      "realized_pnl": figures.gross_pnl, "fees": figures.fees, "net_pnl": figures.net_pnl,
                      "r_multiple": figures.r_multiple, "exit_reason": figures.exit_reason, "mode": gateway.mode,
+                     "account": account_of(gateway).account,
                      "opened_at": _ts(trade.opened_ms), "closed_at": closed_at,
                      "hold_minutes": (trade.closed_ms - trade.opened_ms) / 60_000, "close_date": closed_at.date()})
         events.append({"entity_type": "position", "entity_id": signal.signal_id, "from_status": "open",
@@ -406,12 +506,13 @@ def _close_positions(spark, config, gateway, closed: list[tuple], result: Manage
 def _store_daily_pnl(spark, config, gateway, day) -> None:
     from delta.tables import DeltaTable
 
+    account = account_of(gateway)
     day_rows = (read_table(spark, config, "trading.positions_closed")
-                .where((F.col("close_date") == F.lit(day)) & (F.col("exchange") == gateway.name)
-                       & (F.col("mode") == gateway.mode)).collect())
+                .where(F.col("close_date") == F.lit(day)).where(of_account(account)).collect())
     net = sum((Decimal(r.net_pnl) for r in day_rows), Decimal(0))
     equity_end = gateway.equity()
-    row = {"pnl_date": day, "exchange": gateway.name, "mode": gateway.mode, "trades": len(day_rows),
+    row = {"pnl_date": day, "exchange": gateway.name, "mode": gateway.mode, "account": account.account,
+           "trades": len(day_rows),
            "wins": sum(1 for r in day_rows if r.net_pnl > 0), "losses": sum(1 for r in day_rows if r.net_pnl <= 0),
            "realized_pnl": sum((Decimal(r.realized_pnl) for r in day_rows), Decimal(0)),
            "fees": sum((Decimal(r.fees) for r in day_rows), Decimal(0)), "net_pnl": net,
@@ -420,7 +521,8 @@ def _store_daily_pnl(spark, config, gateway, day) -> None:
     schema = read_table(spark, config, "trading.daily_pnl").schema
     (DeltaTable.forPath(spark, location_of(config, "trading.daily_pnl")).alias("t")
      .merge(local_frame(spark, [row], schema).alias("s"),
-            "t.pnl_date = s.pnl_date AND t.exchange = s.exchange AND t.mode = s.mode")
+            "t.pnl_date = s.pnl_date AND t.exchange = s.exchange AND t.mode = s.mode "
+            "AND coalesce(t.account, s.account) = s.account")
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 

@@ -15,8 +15,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
-from common.config import AppConfig
+from common.config import AppConfig, ConfigError
 from common.delta_conflicts import retry_on_conflict
+from common.exchange.account import TradingAccount
 from common.exchange.gateway import OrderRequest, OrderSnapshot
 from common.local_frames import local_frame
 from common.trade.lifecycle import Costs
@@ -34,6 +35,44 @@ STATUS_RANK = "CASE {0}.status WHEN 'new' THEN 0 WHEN 'unknown' THEN 1 WHEN 'ope
 ORDER_MOVES_FORWARD = (f"t.status IN ({', '.join(repr(s) for s in ACTIVE_ORDER_STATUSES)}) "
                        f"AND {STATUS_RANK.format('s')} >= {STATUS_RANK.format('t')} "
                        "AND coalesce(s.filled, 0) >= coalesce(t.filled, 0)")
+
+
+def of_account(account: TradingAccount) -> str:
+    """A condition on trading.orders or trading.positions_open: the rows of this account only.
+    Rows written before accounts were recorded (account null) belong to their exchange and mode."""
+    return (f"(exchange = '{account.exchange}' AND mode = '{account.mode}' "
+            f"AND coalesce(account, '{account.account}') = '{account.account}')")
+
+
+def not_of_account(account: TradingAccount) -> str:
+    return f"NOT {of_account(account)}"
+
+
+class AccountSwitchRefused(ConfigError):
+    """Trading state is open on another account than the configured one."""
+
+
+def refuse_other_accounts(spark: SparkSession, config: AppConfig, account: TradingAccount) -> None:
+    """Refuse to trade while another account (an earlier mode, exchange or key) has active
+    orders or open positions: they would be nobody's to manage, and nothing of theirs may reach
+    this account. One read of both tables."""
+    columns = ["exchange", "mode", "account"]
+    orders = (read_table(spark, config, "trading.orders").where(f"{ACTIVE_ORDERS} AND {not_of_account(account)}")
+              .select(*columns, F.lit("active orders").alias("what")))
+    positions = (read_table(spark, config, "trading.positions_open").where(not_of_account(account))
+                 .select(*columns, F.lit("open positions").alias("what")))
+    found = orders.unionByName(positions).groupBy(*columns, "what").count().orderBy(*columns, "what").collect()
+    if not found:
+        return
+    held = "; ".join(f"{r['count']} {r.what} on {r.exchange} {r.mode} account {r.account or '(unrecorded)'}"
+                     for r in found)
+    paper = any(r.mode == "paper" for r in found)
+    raise AccountSwitchRefused(
+        f"trading refused on {account.describe()}: {held}. Settle them on their own account first: switch "
+        f"gold.trading_config back to it and run `cryptobot settle` (cancels the working orders and closes the "
+        f"positions at market; the next position manager turn books them)"
+        + (", or run `cryptobot settle --abandon-paper` to mark the paper ones abandoned (audited)" if paper else "")
+        + ".")
 
 
 def costs_of(trading: TradingConfig) -> Costs:
@@ -64,23 +103,27 @@ class OrderRow:
     mode: str
     error: str | None
     updated_ms: int
+    account: str
+    close_position: bool = False  # a stop that closes whatever the position is (placed with the entry)
 
     def request(self) -> OrderRequest:
         return OrderRequest(self.client_order_id, self.symbol, self.side, self.order_type, self.amount, self.price,
-                            self.stop_price, self.reduce_only)
+                            self.stop_price, self.reduce_only, close_position=self.close_position)
 
     def snapshot(self) -> OrderSnapshot:
         return OrderSnapshot(self.client_order_id, self.exchange_order_id or "", self.symbol, self.side,
                              self.order_type, self.amount, self.filled, self.average_price, self.fee,
                              self.status if self.status in ("open", "closed", "canceled", "rejected") else "open",
-                             self.reduce_only, self.price, self.stop_price, self.updated_ms, self.error)
+                             self.reduce_only, self.price, self.stop_price, self.updated_ms, self.error,
+                             close_position=self.close_position)
 
 
-def intent_row(request: OrderRequest, signal_id: str, exchange: str, leg: str, version: int, mode: str,
+def intent_row(request: OrderRequest, signal_id: str, account: TradingAccount, leg: str, version: int,
                now_ms: int) -> OrderRow:
-    return OrderRow(request.client_order_id, signal_id, exchange, request.symbol, leg, version, request.side,
+    return OrderRow(request.client_order_id, signal_id, account.exchange, request.symbol, leg, version, request.side,
                     request.order_type, request.reduce_only, request.price, request.stop_price, request.amount,
-                    Decimal(0), None, Decimal(0), "new", None, mode, None, now_ms)
+                    Decimal(0), None, Decimal(0), "new", None, account.mode, None, now_ms, account.account,
+                    request.close_position)
 
 
 def with_snapshot(row: OrderRow, snapshot: OrderSnapshot) -> OrderRow:
@@ -96,7 +139,8 @@ def read_orders(spark: SparkSession, config: AppConfig, where: str) -> list[Orde
     return [OrderRow(r.client_order_id, r.signal_id, r.exchange, r.symbol, r.leg, r.version, r.side, r.order_type,
                      r.reduce_only, _dec(r.price), _dec(r.stop_price), _dec(r.amount), _dec(r.filled) or Decimal(0),
                      _dec(r.average_price), _dec(r.fee) or Decimal(0), r.status, r.exchange_order_id, r.mode, r.error,
-                     int(r.updated_at.replace(tzinfo=timezone.utc).timestamp() * 1000) if r.updated_at else 0)
+                     int(r.updated_at.replace(tzinfo=timezone.utc).timestamp() * 1000) if r.updated_at else 0,
+                     r.account, bool(r.close_position))
             for r in rows]
 
 
@@ -120,7 +164,8 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
                "reduce_only": r.reduce_only, "price": r.price, "stop_price": r.stop_price, "amount": r.amount,
                "filled": r.filled, "average_price": r.average_price, "fee": r.fee, "fee_currency": "USDT",
                "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode, "error": r.error,
-               "created_at": now, "updated_at": _ts(r.updated_ms)} for r in rows]
+               "created_at": now, "updated_at": _ts(r.updated_ms), "account": r.account,
+               "close_position": r.close_position} for r in rows]
     frame = local_frame(spark, values, schema)
     target = DeltaTable.forPath(spark, location_of(config, "trading.orders"))
     update = {c: f"s.{c}" for c in frame.columns if c not in ("created_at", "order_id", "client_order_id")}

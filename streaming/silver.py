@@ -136,8 +136,11 @@ def kline_rules(exchange: str, symbols: Iterable[str], now_ms: int) -> list[Rule
         Rule("misaligned_open_time", F.col("_v_open_time") % interval_ms != 0,
              F.concat(F.lit("open_time "), F.col("_v_open_time").cast("string"), F.lit(" is not a multiple of "),
                       F.col("_v_interval"))),
-        Rule("future_open_time", F.col("_v_open_time") > now_ms + MAX_FUTURE_MS,
-             F.concat(F.lit("open_time "), F.col("_v_open_time").cast("string"), F.lit(" is more than a day ahead"))),
+        # A bar that opens more than one interval after now cannot exist yet: trading on it would
+        # trade on a clock error (or on a feed's garbage), so it is kept out of silver.
+        Rule("future_open_time", F.col("_v_open_time") > now_ms + interval_ms,
+             F.concat(F.lit("open_time "), F.col("_v_open_time").cast("string"),
+                      F.lit(" is more than one interval ("), F.col("_v_interval"), F.lit(") ahead of now"))),
         Rule("high_below_open_close", F.col("_v_high") < F.greatest("_v_open", "_v_close"),
              F.concat(F.lit("high "), F.col("_v_high").cast("string"), F.lit(" < max(open, close)"))),
         Rule("low_above_open_close", F.col("_v_low") > F.least("_v_open", "_v_close"),

@@ -48,7 +48,7 @@ class IllegalTradeTransition(ValueError):
 
 @dataclass(frozen=True)
 class Fill:
-    leg: str  # entry | sl | tp1 | tp2
+    leg: str  # entry | sl | tp1 | tp2 | close
     side: str  # buy | sell
     price: Decimal
     amount: Decimal
@@ -144,7 +144,7 @@ def apply_exit_fill(trade: Trade, leg: str, price: Decimal, amount: Decimal, fee
     fills = trade.fills + (Fill(leg, trade.exit_side, price, amount, fee_paid, time_ms),)
     if exited == trade.filled:
         reason = {"sl": "breakeven_stop" if trade.state == TradeState.TP1_DONE and trade.sl_price != trade.initial_sl
-                  else "stop_loss", "tp1": "take_profit_1", "tp2": "take_profit_2"}[leg]
+                  else "stop_loss", "tp1": "take_profit_1", "tp2": "take_profit_2", "close": "market_close"}[leg]
         return _move(trade, TradeState.CLOSED, exited=exited, fills=fills, exit_reason=reason, closed_ms=time_ms)
     if leg == "tp1":
         stop = trade.sl_price

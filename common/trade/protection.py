@@ -98,6 +98,8 @@ def reconcile(signal_id: str, symbol: str, orders: list[TradeOrder],
 
 
 def _matches(snapshot: OrderSnapshot, want: WantedOrder) -> bool:
+    if snapshot.close_position:  # the stop placed with the entry: it closes whatever the position is
+        return want.order_type == "stop_market" and snapshot.side == want.side and snapshot.stop_price == want.stop_price
     return (snapshot.order_type == want.order_type and snapshot.side == want.side
             and snapshot.amount - snapshot.filled == want.amount
             and snapshot.price == want.price and snapshot.stop_price == want.stop_price)

@@ -46,17 +46,28 @@ class SizeDecision:
 
 def position_size(equity: Decimal, risk_per_trade_pct: Decimal, entry: Decimal, stop: Decimal, rules: MarketRules,
                   max_leverage: Decimal, max_total_exposure_pct: Decimal,
-                  open_notional: Decimal = ZERO) -> SizeDecision:
+                  open_notional: Decimal = ZERO, direction: str | None = None,
+                  exposure_equity: Decimal | None = None) -> SizeDecision:
     """amount = equity x risk% / |entry - stop|, then capped so the notional stays within
-    equity x max_leverage and the summed open notional within equity x max_total_exposure%,
-    rounded down to the amount step, and refused below the market's minimums."""
+    equity x max_leverage and the summed open notional within exposure_equity (equity when not
+    given) x max_total_exposure%, rounded down to the amount step, and refused below the
+    market's minimums. `equity` is what the account can put up now: its free margin, live.
+    Refused outright: a price that is not a finite positive number, and, given the direction, a
+    stop on the wrong side of the entry (a long's stop above it would be a bet the other way)."""
+    for name, value in (("entry", entry), ("stop", stop), ("equity", equity)):
+        if not value.is_finite() or value <= 0:
+            return SizeDecision(ZERO, ZERO, ZERO, None, f"the {name} {value} is not a finite positive number")
+    if direction is not None and (stop >= entry if direction == LONG else stop <= entry):
+        return SizeDecision(ZERO, ZERO, ZERO, None,
+                            f"the stop {stop} is on the wrong side of the {direction} entry {entry}")
     distance = abs(entry - stop)
-    if distance <= 0 or entry <= 0:
+    if distance <= 0:
         return SizeDecision(ZERO, ZERO, ZERO, None, "the stop is at the entry: no risk distance to size from")
     amount = equity * risk_per_trade_pct / HUNDRED / distance
     capped_by = None
     leverage_cap = equity * max_leverage / entry
-    exposure_cap = max(ZERO, equity * max_total_exposure_pct / HUNDRED - open_notional) / entry
+    base = equity if exposure_equity is None else exposure_equity
+    exposure_cap = max(ZERO, base * max_total_exposure_pct / HUNDRED - open_notional) / entry
     if leverage_cap < amount:
         amount, capped_by = leverage_cap, "leverage"
     if exposure_cap < amount:
@@ -64,6 +75,11 @@ def position_size(equity: Decimal, risk_per_trade_pct: Decimal, entry: Decimal, 
     amount = to_step(amount, rules.amount_step, ROUND_DOWN)
     notional = amount * entry
     decision = dict(amount=amount, notional=notional, risk_amount=amount * distance, capped_by=capped_by)
+    too_small = amount <= 0 or amount < rules.min_amount or notional < rules.min_notional
+    if too_small and capped_by == "exposure" and open_notional > 0:
+        return SizeDecision(**{**decision, "amount": ZERO},
+                            refusal=f"max_total_exposure_pct reached: {open_notional:.2f} of "
+                                    f"{base * max_total_exposure_pct / HUNDRED:.2f} open or resting")
     if amount <= 0 or amount < rules.min_amount:
         return SizeDecision(**{**decision, "amount": ZERO},
                             refusal=f"amount {amount} below the market's minimum {rules.min_amount}")

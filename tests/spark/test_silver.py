@@ -61,8 +61,8 @@ INVALID_KLINES = [
     (kline(symbol="DOGEUSDT"), "unknown_symbol", "symbol DOGEUSDT is not configured (BTCUSDT, ETHUSDT)"),
     (kline(interval="7m"), "unknown_interval", "interval 7m"),
     (kline(open_time=T0 + 30_000), "misaligned_open_time", f"open_time {T0 + 30_000} is not a multiple of 1m"),
-    (kline(open_time=NOW + 2 * 86_400_000), "future_open_time",
-     f"open_time {NOW + 2 * 86_400_000} is more than a day ahead"),
+    (kline(open_time=NOW // 60_000 * 60_000 + 180_000), "future_open_time",  # 2-3 minutes ahead, of a 1m bar
+     f"open_time {NOW // 60_000 * 60_000 + 180_000} is more than one interval (1m) ahead of now"),
     (kline(high=104.0), "high_below_open_close", "high 104.0 < max(open, close)"),
     (kline(low=101.0), "low_above_open_close", "low 101.0 > min(open, close)"),
     (kline(volume=-1), "negative_volume", "volume -1.0"),

@@ -128,3 +128,23 @@ def test_rounding_never_tightens_a_stop_and_never_splits_below_the_minimum():
     assert round_stop(D("102.001"), "short", RULES) == D("102.01")
     assert split_exits(D("0.003"), D(50), RULES) == (D("0.001"), D("0.002"))
     assert split_exits(D("0.001"), D(50), RULES) == (D("0.001"), D(0))  # too small to split: all at TP1
+
+
+def test_sizing_refuses_non_finite_prices_and_a_stop_on_the_wrong_side():
+    assert "not a finite" in position_size(D(10_000), D(1), D("NaN"), D(98), RULES, D(3), D(300)).refusal
+    assert "not a finite" in position_size(D(10_000), D(1), D(100), D("Infinity"), RULES, D(3), D(300)).refusal
+    assert "not a finite" in position_size(D(0), D(1), D(100), D(98), RULES, D(3), D(300)).refusal
+    wrong_long = position_size(D(10_000), D(1), D(100), D(102), RULES, D(3), D(300), direction="long")
+    assert wrong_long.amount == 0 and "wrong side" in wrong_long.refusal
+    wrong_short = position_size(D(10_000), D(1), D(100), D(98), RULES, D(3), D(300), direction="short")
+    assert wrong_short.amount == 0 and "wrong side" in wrong_short.refusal
+    assert position_size(D(10_000), D(1), D(100), D(102), RULES, D(3), D(300), direction="short").amount == D(50)
+
+
+def test_exposure_is_counted_against_total_equity_and_named_when_it_is_used_up():
+    # risk and leverage from the free margin (5 000), the exposure cap from the equity (10 000)
+    sized = position_size(D(5_000), D(1), D(100), D(98), RULES, D(3), D(300), exposure_equity=D(10_000))
+    assert (sized.amount, sized.capped_by) == (D(25), None)
+    full = position_size(D(5_000), D(1), D(100), D(98), RULES, D(3), D(300), open_notional=D(30_000),
+                         exposure_equity=D(10_000))
+    assert full.amount == 0 and full.refusal.startswith("max_total_exposure_pct reached")

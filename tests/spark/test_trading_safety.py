@@ -1,0 +1,290 @@
+"""Trading safety, one scenario per gap an audit found: orders reach only the configured account,
+every entry passes the execution engine's guards, a position is never without a working stop,
+and one bad signal never blocks the rest. Paper scenarios run on the paper exchange; the
+account switch and the exchange's own refusals on the fake exchange through ccxt."""
+import time
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal as D
+
+import pytest
+from pyspark.sql import functions as F
+
+from common.config import load_config
+from common.exchange.account import build_gateway
+from common.exchange.gateway import OrderRequest, client_order_id
+from common.trading_config import read_trading_config
+from jobs import execution_engine, position_manager, settle_account
+from jobs.trading_store import AccountSwitchRefused, intent_row, write_orders
+from tests.fake_exchange import FakeExchange
+from tests.spark.rows import append
+
+H, M = 3_600_000, 60_000
+DAY0 = 1_789_000_000_000 // 86_400_000 * 86_400_000  # 2026-09-10, days of this module's own
+# One market per scenario where orders rest at the paper exchange: its book outlives the rows.
+SYMBOLS = ("SAFAUSDT", "SAFBUSDT", "SAFCUSDT", "SAFDUSDT", "SAFEUSDT", "SAFFUSDT", "BTCUSDT", "SAFGUSDT", "SAFHUSDT")
+
+
+@pytest.fixture(scope="module")
+def config(app_env, initialized_lake, tmp_path_factory):
+    return load_config(env={**app_env, "CRYPTOBOT_PATHS__DATA_DIR": str(tmp_path_factory.mktemp("safety-data"))})
+
+
+@pytest.fixture
+def set_param(spark, initialized_lake):
+    changed = {}
+
+    def set_(name, value):
+        if name not in changed:
+            changed[name] = spark.sql(f"SELECT param_value FROM gold.trading_config "
+                                      f"WHERE param_name = '{name}'").first()[0]
+        spark.sql(f"UPDATE gold.trading_config SET param_value = '{value}' WHERE param_name = '{name}'")
+
+    yield set_
+    for name, value in changed.items():
+        spark.sql(f"UPDATE gold.trading_config SET param_value = '{value}' WHERE param_name = '{name}'")
+    # The lake is shared: nothing of this module may stay active for another test's turns.
+    symbols = ", ".join(repr(s) for s in SYMBOLS)
+    for table in ("trading.positions_open", "trading.orders"):
+        spark.sql(f"DELETE FROM {table} WHERE symbol IN ({symbols}) AND (signal_id LIKE 'safe-%')")
+    spark.sql("UPDATE gold.signals_all SET status = 'cancelled' WHERE signal_id LIKE 'safe-%' AND status = 'confirmed'")
+
+
+def signal(signal_id, symbol, day, direction="long", entry=100.0, sl=98.0, tp1=104.0, tp2=108.0, known_at=None):
+    known = known_at if known_at is not None else day + H - 1
+    return {"signal_id": signal_id, "strategy": "smc", "exchange": "binance", "symbol": symbol, "interval": "1h",
+            "direction": direction, "status": "confirmed", "trigger_bar_time_ms": known - H + 1, "known_at_ms": known,
+            "entry_price": entry, "sl_price": sl, "tp1_price": tp1, "tp2_price": tp2, "score": 80.0}
+
+
+def minute(symbol, open_ms, o, h, low, c=None):
+    return {"exchange": "binance", "symbol": symbol, "exchange_symbol": symbol, "interval": "1m",
+            "open_time_ms": open_ms, "close_time_ms": open_ms + M - 1, "open": float(o), "high": float(h),
+            "low": float(low), "close": float(c if c is not None else (h + low) / 2), "volume": 1.0,
+            "schema_version": 1, "kafka_partition": 0, "kafka_offset": 0}
+
+
+def orders_of(spark, signal_id):
+    return {(r.leg, r.version): r for r in spark.table("trading.orders").where(f"signal_id = '{signal_id}'").collect()}
+
+
+def status_of(spark, signal_id):
+    row = spark.table("gold.signals_all").where(f"signal_id = '{signal_id}'").first()
+    return row.status, row.status_reason
+
+
+# -- guards on every entry path --------------------------------------------------------------
+
+def test_the_exposure_cap_counts_the_entries_planned_earlier_in_the_same_run(spark, config, set_param):
+    """Three signals in one run against a cap that fits two entries (each 50 x 100 = 5 000
+    notional on 10 000 of equity, cap 100 %): the third is refused. Before, only filled
+    positions counted, and all three were sent."""
+    day = DAY0
+    symbols = SYMBOLS[:3]
+    set_param("trading_symbols", str(list(symbols)).replace("'", '"'))
+    set_param("max_total_exposure_pct", "100")
+    append(spark, "gold.signals_all", [signal(f"safe-cap-{i}", s, day) for i, s in enumerate(symbols)])
+    append(spark, "silver.unified_klines", [minute(s, day + 60 * M, 101, 101.5, 100.5) for s in symbols])
+    result = execution_engine.run(spark, config)
+    assert result.placed == 2
+    assert status_of(spark, "safe-cap-2")[0] == "cancelled"
+    assert status_of(spark, "safe-cap-2")[1].startswith("max_total_exposure_pct reached: 10000.00 of 10000.00")
+    assert ("entry", 0) not in orders_of(spark, "safe-cap-2")
+
+
+def test_the_kill_switch_cancels_resting_entries_and_leaves_the_stops_of_open_positions(spark, config, set_param):
+    day, resting, filled = DAY0 + 86_400_000, SYMBOLS[3], SYMBOLS[4]
+    set_param("trading_symbols", f'["{resting}", "{filled}"]')
+    append(spark, "gold.signals_all", [signal("safe-kill-rest", resting, day),
+                                       signal("safe-kill-open", filled, day)])
+    append(spark, "silver.unified_klines", [minute(s, day + 60 * M, 101, 101.5, 100.5) for s in (resting, filled)])
+    assert execution_engine.run(spark, config).placed == 2
+    append(spark, "silver.unified_klines", [minute(resting, day + 61 * M, 101, 101.5, 100.5),
+                                            minute(filled, day + 61 * M, 100.5, 100.7, 99.8)])  # fills one
+    position_manager.run(spark, config)
+    assert orders_of(spark, "safe-kill-open")[("entry", 0)].status == "closed"
+
+    set_param("trading_enabled", "false")
+    result = execution_engine.run(spark, config)
+    assert result.halted == "trading_enabled = false (kill switch)"
+    entry = orders_of(spark, "safe-kill-rest")[("entry", 0)]
+    assert (entry.status, entry.error) == ("canceled", "trading_enabled = false (kill switch)")
+    gateway = build_gateway(config, read_trading_config(spark))
+    assert gateway.find_order(resting, entry.client_order_id).status == "canceled"  # at the exchange too
+    assert [o.client_order_id for o in gateway.open_orders(filled) if o.order_type == "stop_market"] == [
+        client_order_id("safe-kill-open", "sl", 0)]  # the open position keeps its stop
+    halts = spark.table("trading.audit_log").where("entity_type = 'trading' AND to_status = 'halted'").collect()
+    assert any(h.reason == "trading_enabled = false (kill switch)" for h in halts)
+    assert spark.table("trading.audit_log").where(
+        f"entity_id = '{entry.client_order_id}' AND to_status = 'canceled'").count() == 1
+
+
+def test_the_position_manager_never_sends_an_entry(spark, config, set_param):
+    """An entry intent on record that never reached the exchange: the manager leaves it to the
+    engine while its signal is young, and cancels it once the signal is too old. It never sends
+    it (before, it did, past every guard)."""
+    day, symbol = DAY0 + 2 * 86_400_000, SYMBOLS[5]
+    set_param("trading_symbols", f'["{symbol}"]')
+    set_param("trading_enabled", "false")  # the engine may not send it either
+    append(spark, "gold.signals_all", [signal("safe-unsent", symbol, day)])
+    append(spark, "silver.unified_klines", [minute(symbol, day + 60 * M, 101, 101.5, 100.5)])
+    cid = client_order_id("safe-unsent", "entry", 0)
+    gateway = build_gateway(config, read_trading_config(spark))
+    gateway.set_rules(symbol, D(100))
+    write_orders(spark, config, [intent_row(OrderRequest(cid, symbol, "buy", "limit", D(10), D(100)), "safe-unsent",
+                                            replace_account(gateway), "entry", 0, day + 61 * M - 1)])
+    position_manager.run(spark, config)
+    assert orders_of(spark, "safe-unsent")[("entry", 0)].status == "new"
+    assert gateway.find_order(symbol, cid) is None
+    # four hours of klines later: the signal is older than signal_max_age_bars (3)
+    append(spark, "silver.unified_klines", [minute(symbol, day + (60 + n) * M, 101, 101.5, 100.5)
+                                            for n in range(1, 250, 8)])
+    position_manager.run(spark, config)
+    entry = orders_of(spark, "safe-unsent")[("entry", 0)]
+    assert entry.status == "canceled" and entry.error.startswith("never sent, and its signal is too old")
+    assert gateway.find_order(symbol, cid) is None
+
+
+def replace_account(gateway):
+    from common.exchange.account import account_of
+
+    return account_of(gateway)
+
+
+def test_one_bad_signal_never_blocks_the_rest(spark, config, set_param):
+    day, symbol = DAY0 + 3 * 86_400_000, SYMBOLS[0]
+    set_param("trading_symbols", f'["{symbol}", "SAFBUSDT", "SAFCUSDT", "SAFDUSDT"]')
+    set_param("max_open_positions", "10")
+    append(spark, "gold.signals_all", [
+        signal("safe-nan", "SAFBUSDT", day, entry=float("nan")),
+        signal("safe-inf", "SAFCUSDT", day, sl=float("inf")),
+        signal("safe-wrong-side", "SAFDUSDT", day, direction="long", sl=102.0),
+        signal("safe-good", symbol, day)])
+    append(spark, "silver.unified_klines", [minute(s, day + 60 * M, 101, 101.5, 100.5)
+                                            for s in (symbol, "SAFBUSDT", "SAFCUSDT", "SAFDUSDT")])
+    assert execution_engine.run(spark, config).placed == 1
+    assert orders_of(spark, "safe-good")[("entry", 0)].status == "open"
+    assert status_of(spark, "safe-nan") == ("cancelled", "invalid plan: entry_price NaN is not a finite positive price")
+    assert status_of(spark, "safe-inf") == ("cancelled", "invalid plan: sl_price Infinity is not a finite positive price")
+    assert status_of(spark, "safe-wrong-side") == ("cancelled",
+                                                   "the stop 102.0 is on the wrong side of the long entry 100.0")
+
+
+# -- no position without a working stop ------------------------------------------------------
+
+def test_the_stop_is_placed_with_the_entry_and_works_on_the_fill_bar(spark, config, set_param):
+    """The entry's stop goes to the exchange with it: a bar that fills the entry and falls
+    through the stop closes the position on that bar, before any manager turn (before, the
+    stop came at the manager's next turn, live from the bar after)."""
+    day, symbol = DAY0 + 4 * 86_400_000, SYMBOLS[7]
+    set_param("trading_symbols", f'["{symbol}"]')
+    append(spark, "gold.signals_all", [signal("safe-stop-now", symbol, day)])
+    append(spark, "silver.unified_klines", [minute(symbol, day + 60 * M, 101, 101.5, 100.5)])
+    assert execution_engine.run(spark, config).placed == 1
+    placed = orders_of(spark, "safe-stop-now")
+    assert (placed[("sl", 0)].status, placed[("sl", 0)].stop_price, placed[("sl", 0)].close_position) == (
+        "open", D(98), True)
+    append(spark, "silver.unified_klines", [minute(symbol, day + 61 * M, 100.5, 100.6, 97.0, 97.5)])
+    position_manager.run(spark, config)
+    closed = spark.table("trading.positions_closed").where("signal_id = 'safe-stop-now'").first()
+    assert closed.exit_reason == "stop_loss" and closed.closed_at == closed.opened_at  # on the fill's own bar
+    assert build_gateway(config, read_trading_config(spark)).position_amount(symbol) == 0
+
+
+# -- the account: on the fake exchange through ccxt -------------------------------------------
+
+@pytest.fixture
+def fake():
+    with FakeExchange({}, symbols=("BTCUSDT",)) as server:
+        server.set_account("binance", balance=10_000, maker_fee="0.0002", taker_fee="0.0005", leverage=20)
+        server.trade_price("binance", "BTCUSDT", 60_000)
+        yield server
+
+
+def testnet_app_config(app_env, config, fake, monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYPTOBOT_BINANCE_TESTNET_API_KEY", "test-key")
+    monkeypatch.setenv("CRYPTOBOT_BINANCE_TESTNET_API_SECRET", "test-secret")
+    monkeypatch.setenv("CRYPTOBOT_SECRETS_FILE", str(tmp_path / "none.toml"))
+    return replace(config, execution=replace(config.execution, api_base_url=fake.base_url, request_timeout_ms=2000))
+
+
+def to_testnet(spark, config, set_param):
+    """What a user does to move from paper to the testnet: switch, and settle what paper holds
+    (here: abandon it; other modules' paper trades share this lake)."""
+    set_param("paper_trading", "false")
+    set_param("trading_symbols", '["BTCUSDT"]')
+    settle_account.abandon_paper_state(spark, config, read_trading_config(spark))
+
+
+def fresh_minutes(spark, symbol="BTCUSDT", minutes=70):
+    now = int(time.time() * 1000) // M * M
+    append(spark, "silver.unified_klines", [minute(symbol, now - n * M, 60_000, 60_100, 59_900)
+                                            for n in range(1, minutes)])
+
+
+def test_no_new_entry_on_stale_data(spark, config, set_param, fake, app_env, monkeypatch, tmp_path):
+    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    to_testnet(spark, config, set_param)
+    known = int(time.time() * 1000) - 10 * M
+    append(spark, "gold.signals_all", [signal("safe-stale", "BTCUSDT", 0, entry=59_000.0, sl=58_000.0, tp1=61_000.0,
+                                              tp2=62_000.0, known_at=known)])
+    now = int(time.time() * 1000) // M * M  # the newest kline ten minutes old (this runs before any fresh one)
+    append(spark, "silver.unified_klines", [minute("BTCUSDT", now - n * M, 60_000, 60_100, 59_900)
+                                            for n in range(10, 70)])
+    result = execution_engine.run(spark, testnet)
+    assert result.placed == 0 and any(k.startswith("stale data: the newest 1m kline closed") for k in result.skipped)
+    assert fake.book("binance").orders == {}
+
+
+def test_switching_to_the_testnet_with_paper_orders_open_is_refused_and_nothing_reaches_it(
+        spark, config, set_param, fake, app_env, monkeypatch, tmp_path):
+    day, symbol = DAY0 + 5 * 86_400_000, SYMBOLS[8]
+    set_param("trading_symbols", f'["{symbol}"]')
+    append(spark, "gold.signals_all", [signal("safe-switch-paper", symbol, day)])
+    append(spark, "silver.unified_klines", [minute(symbol, day + 60 * M, 101, 101.5, 100.5)])
+    assert execution_engine.run(spark, config).placed == 1  # on paper: an entry and its stop resting
+
+    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    set_param("paper_trading", "false")
+    set_param("trading_symbols", '["BTCUSDT"]')
+    known = int(time.time() * 1000) - 10 * M
+    append(spark, "gold.signals_all", [signal("safe-switch-testnet", "BTCUSDT", 0, entry=59_000.0, sl=58_000.0,
+                                              tp1=61_000.0, tp2=62_000.0, known_at=known)])
+    fresh_minutes(spark)
+    for job in (execution_engine, position_manager):
+        with pytest.raises(AccountSwitchRefused) as refused:
+            job.run(spark, testnet)
+        assert "active orders on binance paper account paper" in str(refused.value)
+        assert "cryptobot settle --abandon-paper" in str(refused.value)
+    assert fake.book("binance").orders == {}  # nothing of paper's, nothing at all, reached the testnet
+
+    settle_account.run(spark, testnet, abandon_paper=True)
+    paper_entry = orders_of(spark, "safe-switch-paper")[("entry", 0)]
+    assert paper_entry.status == "canceled" and paper_entry.error.startswith("abandoned by ")
+    assert spark.table("trading.audit_log").where(
+        f"entity_id = '{paper_entry.client_order_id}' AND reason LIKE 'abandoned by %'").count() == 1
+    assert execution_engine.run(spark, testnet).placed == 1  # the testnet's own signal, and only it
+    assert {o.client_id for o in fake.book("binance").orders.values()} == {
+        client_order_id("safe-switch-testnet", "entry", 0), client_order_id("safe-switch-testnet", "sl", 0)}
+    position_manager.run(spark, testnet)
+    assert {o.client_id for o in fake.book("binance").orders.values()} == {
+        client_order_id("safe-switch-testnet", "entry", 0), client_order_id("safe-switch-testnet", "sl", 0)}
+    settle_account.run(spark, testnet)  # flat again: the entry cancelled, the stop with it next turn
+    position_manager.run(spark, testnet)
+    assert not [o for o in fake.book("binance").orders.values() if o.is_open]
+
+
+def test_sizing_uses_free_margin_and_a_zero_balance_halts(spark, config, set_param, fake, app_env, monkeypatch,
+                                                          tmp_path):
+    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    to_testnet(spark, config, set_param)
+    fake.set_account("binance", balance=0)
+    known = int(time.time() * 1000) - 10 * M
+    append(spark, "gold.signals_all", [signal("safe-no-margin", "BTCUSDT", 0, entry=59_000.0, sl=58_000.0,
+                                              tp1=61_000.0, tp2=62_000.0, known_at=known)])
+    fresh_minutes(spark)
+    result = execution_engine.run(spark, testnet)
+    assert result.halted.startswith("no free margin: binance reports 0 USDT free")
+    assert status_of(spark, "safe-no-margin")[0] == "confirmed" and fake.book("binance").orders == {}
+
+
