@@ -75,23 +75,27 @@ def ccxt_gateway(config: AppConfig, trading: TradingConfig, env=None):
     from common.exchange.ccxt_factory import create_ccxt_exchange
     from common.exchange.ccxt_gateway import TRADABLE, CcxtGateway
     from common.exchange.retry import RetryPolicy, call_with_retry
-    from common.secrets import load_exchange_credentials
+    from common.secrets import env_names, load_exchange_credentials
 
     exchange = trading.trading_exchange
+    mode = "testnet" if trading.use_testnet else "live"
     if exchange not in TRADABLE:
         raise ConfigError(f"trading_exchange = {exchange}: orders go through ccxt only to {', '.join(TRADABLE)}")
-    credentials = load_exchange_credentials(exchange, env)
+    # The testnet's and the live account's keys have names of their own: a testnet setup has no key
+    # that could sign a live order.
+    credentials = load_exchange_credentials(exchange, mode, env)
     if credentials is None:
-        prefix = f"CRYPTOBOT_{exchange.upper()}_"
-        raise ConfigError(f"paper_trading = false needs {exchange} API keys: set {prefix}API_KEY and "
-                          f"{prefix}API_SECRET, or put them in the secrets file (README, Secrets)")
+        names = env_names(exchange, mode)
+        raise ConfigError(f"paper_trading = false with use_testnet = {str(trading.use_testnet).lower()} needs "
+                          f"{exchange} {mode} API keys: set {names['api_key']} and {names['api_secret']}, or put "
+                          f"them under [{exchange}.{mode}] in the secrets file (README, Secrets)")
     client = create_ccxt_exchange(exchange, config.exchanges.market_type, api_base_url=config.execution.api_base_url,
                                   credentials=credentials, sandbox=trading.use_testnet,
                                   timeout_ms=config.execution.request_timeout_ms)
     retry = RetryPolicy(max_attempts=config.execution.retry_max_attempts)
     call_with_retry(client.load_markets, retry, f"{exchange} load_markets")
-    return CcxtGateway(client, exchange, "testnet" if trading.use_testnet else "live", config.exchanges.symbol_map,
-                       retry, account=key_fingerprint(credentials.api_key))
+    return CcxtGateway(client, exchange, mode, config.exchanges.symbol_map, retry,
+                       account=key_fingerprint(credentials.api_key))
 
 
 def paper_state_path(config: AppConfig, exchange: str) -> Path:

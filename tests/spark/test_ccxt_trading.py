@@ -29,8 +29,8 @@ def fake():
 @pytest.fixture
 def testnet(spark, app_env, initialized_lake, fake, monkeypatch, tmp_path):
     """gold.trading_config switched to the binance testnet, the API keys in the environment."""
-    monkeypatch.setenv("CRYPTOBOT_BINANCE_API_KEY", "test-key")
-    monkeypatch.setenv("CRYPTOBOT_BINANCE_API_SECRET", "test-secret")
+    monkeypatch.setenv("CRYPTOBOT_BINANCE_TESTNET_API_KEY", "test-key")
+    monkeypatch.setenv("CRYPTOBOT_BINANCE_TESTNET_API_SECRET", "test-secret")
     monkeypatch.setenv("CRYPTOBOT_SECRETS_FILE", str(tmp_path / "none.toml"))
 
     def set_param(name, value):
