@@ -6,11 +6,13 @@ key's name and what is allowed. Trading parameters live in gold.trading_config i
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from common.symbols import SymbolMap
 
@@ -349,7 +351,7 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             request_timeout_ms=get.whole_number("producer", "request_timeout_ms", 100, 600_000),
             market_data=get.flag("producer", "market_data"),
             market_period=get.choice("producer", "market_period", ("5m", "15m", "30m", "1h", "4h", "1d")),
-            api_base_url=get.optional_text("producer", "api_base_url"),
+            api_base_url=get.base_url("producer", "api_base_url"),
             sandbox=get.flag("producer", "sandbox"),
         ),
         analytics=_analytics(raw, intervals),
@@ -358,12 +360,21 @@ def _build(raw: dict[str, Any], source: str) -> AppConfig:
             lookback_bars=get.whole_number("signals", "lookback_bars", 10, 100_000),
         ),
         execution=ExecutionConfig(
-            api_base_url=get.optional_text("execution", "api_base_url"),
+            api_base_url=get.base_url("execution", "api_base_url"),
             request_timeout_ms=get.whole_number("execution", "request_timeout_ms", 100, 600_000),
             retry_max_attempts=get.whole_number("execution", "retry_max_attempts", 1, 100),
         ),
         source=source,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Getter:
@@ -397,6 +408,29 @@ class _Getter:
         if not isinstance(value, str):
             raise ConfigError(f"[{section}] {key} = {value!r}: must be a string")
         return value.strip() or None
+
+    def base_url(self, section: str, key: str) -> str | None:
+        """Another host for an exchange's REST paths, or None. https only, but for this machine's
+        loopback (the tests' fake exchange): signed requests and their answers must not cross a
+        network in the clear."""
+        value = self.optional_text(section, key)
+        if value is None:
+            return None
+        try:
+            url = urlsplit(value)
+            host = url.hostname
+        except ValueError:
+            url, host = None, None
+        if url is None or url.scheme not in ("http", "https") or not host:
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be a URL like 'https://host[:port][/path]'")
+        if url.username or url.password:
+            raise ConfigError(f"[{section}] {key}: must not hold a user or password (the value is not shown)")
+        if url.query or url.fragment:
+            raise ConfigError(f"[{section}] {key} = {value!r}: must have no query or fragment")
+        if url.scheme != "https" and not _is_loopback(host):
+            raise ConfigError(f"[{section}] {key} = {value!r}: must be https; http only to a loopback host "
+                              f"(127.0.0.1, localhost, ::1)")
+        return value
 
     def topic_prefix(self, section: str, key: str) -> str:
         value = self._value(section, key)

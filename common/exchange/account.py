@@ -81,6 +81,12 @@ def ccxt_gateway(config: AppConfig, trading: TradingConfig, env=None):
     mode = "testnet" if trading.use_testnet else "live"
     if exchange not in TRADABLE:
         raise ConfigError(f"trading_exchange = {exchange}: orders go through ccxt only to {', '.join(TRADABLE)}")
+    check_live_allowed(trading, env)
+    if mode == "live" and config.execution.api_base_url:
+        # Another host would see every signed live request: real money goes to the exchange's own endpoints.
+        raise ConfigError(f"live trading refused: [execution] api_base_url = {config.execution.api_base_url!r} "
+                          f"(CRYPTOBOT_EXECUTION__API_BASE_URL) is for the testnet and tests only; empty it to trade "
+                          f"live on {exchange}'s own endpoints")
     # The testnet's and the live account's keys have names of their own: a testnet setup has no key
     # that could sign a live order.
     credentials = load_exchange_credentials(exchange, mode, env)

@@ -63,3 +63,26 @@ def test_analytics_parameters_per_interval(tmp_path):
     config_file.write_text(config_file.read_text().replace("swing_strength = 10", "swing_strength = 0"))
     with pytest.raises(ConfigError, match=r"\[analytics.intervals.1m\] swing_strength = 0: must be between 1"):
         load_config(config_file, env={})
+
+
+@pytest.mark.parametrize("section", ["execution", "producer"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:9000/proxy", "http://[::1]:8080",
+                                 "https://proxy.invalid:8443/binance"])
+def test_an_api_base_url_is_https_or_this_machine_s_loopback(section, url):
+    config = load_config(env={f"CRYPTOBOT_{section.upper()}__API_BASE_URL": url})
+    assert getattr(config, section).api_base_url == url
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://proxy.invalid:8080", "[execution] api_base_url = 'http://proxy.invalid:8080': must be https; "
+                                  "http only to a loopback host (127.0.0.1, localhost, ::1)"),
+    ("http://10.0.0.5", "must be https"),
+    ("proxy.invalid:8080", "[execution] api_base_url = 'proxy.invalid:8080': must be a URL like"),
+    ("ftp://proxy.invalid", "must be a URL like"),
+    ("https://proxy.invalid/?key=1", "must have no query or fragment"),
+    ("https://me:hunter2@proxy.invalid", "[execution] api_base_url: must not hold a user or password"),
+])
+def test_an_api_base_url_in_the_clear_or_malformed_is_refused_naming_the_key(url, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(env={"CRYPTOBOT_EXECUTION__API_BASE_URL": url})
+    assert message in str(err.value) and "hunter2" not in str(err.value)

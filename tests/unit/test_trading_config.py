@@ -92,3 +92,22 @@ def test_live_trading_needs_the_environment_to_name_the_exchange():
         assert "Set CRYPTOBOT_LIVE_TRADING=binance to trade real money on binance" in str(err.value)
     check_live_allowed(live, env={"CRYPTOBOT_LIVE_TRADING": "binance"})
     check_live_allowed(replace(live, trading_exchange="bybit"), env={"CRYPTOBOT_LIVE_TRADING": "bybit"})
+
+
+def test_live_trading_refuses_another_api_base_url_before_any_call(tmp_path):
+    from dataclasses import replace
+
+    from common.config import load_config
+    from common.exchange.account import ccxt_gateway
+
+    config = load_config(env={"CRYPTOBOT_EXECUTION__API_BASE_URL": "https://proxy.invalid:8443",
+                              "CRYPTOBOT_PATHS__DATA_DIR": str(tmp_path)})
+    live = replace(parse_trading_config(defaults()), paper_trading=False, use_testnet=False)
+    env = {"CRYPTOBOT_LIVE_TRADING": "binance", "CRYPTOBOT_BINANCE_LIVE_API_KEY": "live-key-123456",
+           "CRYPTOBOT_BINANCE_LIVE_API_SECRET": "live-secret", "CRYPTOBOT_SECRETS_FILE": str(tmp_path / "none.toml")}
+    with pytest.raises(ConfigError, match=r"live trading refused: \[execution\] api_base_url = "
+                                          r"'https://proxy.invalid:8443' \(CRYPTOBOT_EXECUTION__API_BASE_URL\)"):
+        ccxt_gateway(config, live, env=env)
+    # and ccxt_gateway holds the opt-in itself, whoever calls it
+    with pytest.raises(ConfigError, match="CRYPTOBOT_LIVE_TRADING=yes no longer confirms it"):
+        ccxt_gateway(config, live, env={**env, "CRYPTOBOT_LIVE_TRADING": "yes"})
