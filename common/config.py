@@ -207,6 +207,8 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if section not in raw or key not in raw[section]:
             raise ConfigError(f"environment variable {name} names no config key [{section}] {key}")
         current = raw[section][key]
+        if isinstance(current, dict):
+            raise ConfigError(f"environment variable {name}: [{section}.{key}] is a table, set in the config file")
         raw[section][key] = _parse_env_value(name, value, current)
 
 
@@ -290,8 +292,36 @@ def _resolve_local(path_or_uri: str) -> str:
     return str(PROJECT_ROOT / path_or_uri)
 
 
+# Tables read whole by functions of their own, which name their own unknown keys.
+_SELF_CHECKED = {("exchanges", "symbol_map"), ("analytics", None)}
+
+
+def _refuse_unknown_keys(raw: dict[str, Any], read: set[tuple[str, str]]) -> None:
+    """A key no code reads is a typo or a leftover that would silently change nothing: refused, named."""
+    known: dict[str, set[str]] = {}
+    for section, key in read | _SELF_CHECKED:
+        known.setdefault(section, set()).add(key)
+    for section, table in raw.items():
+        if section not in known:
+            kind = "section" if isinstance(table, dict) else "key (outside any section)"
+            raise ConfigError(f"unknown config {kind} [{section}]; known sections: {', '.join(sorted(known))}")
+        if None in known[section]:
+            continue
+        unknown = sorted(set(table) - known[section])
+        if unknown:
+            raise ConfigError(f"unknown config key [{section}] {unknown[0]}" +
+                              (f" (and {', '.join(unknown[1:])})" if unknown[1:] else "") +
+                              f"; known keys of [{section}]: {', '.join(sorted(known[section]))}")
+
+
 def _build(raw: dict[str, Any], source: str) -> AppConfig:
     get = _Getter(raw)
+    config = _build_known(raw, source, get)
+    _refuse_unknown_keys(raw, get.read)
+    return config
+
+
+def _build_known(raw: dict[str, Any], source: str, get: "_Getter") -> AppConfig:
     exchanges = tuple(get.text_list("exchanges", "enabled", allowed=SUPPORTED_EXCHANGES))
     intervals = tuple(get.text_list("exchanges", "intervals", allowed=tuple(INTERVAL_MS)))
     symbols = tuple(get.text_list("exchanges", "symbols"))
@@ -382,8 +412,10 @@ class _Getter:
 
     def __init__(self, raw: dict[str, Any]):
         self.raw = raw
+        self.read: set[tuple[str, str]] = set()  # every (section, key) asked for
 
     def _value(self, section: str, key: str) -> Any:
+        self.read.add((section, key))
         try:
             return self.raw[section][key]
         except KeyError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from common.config import ConfigError
 from common.local_frames import local_frame
@@ -135,10 +135,29 @@ def default_rows() -> list[dict[str, str]]:
     ]
 
 
-def parse_trading_config(values: Mapping[str, str]) -> TradingConfig:
+def values_from_rows(rows: Iterable[tuple[str, str | None]]) -> dict[str, str | None]:
+    """{param_name: param_value} of the table's rows. Two rows of one parameter leave no way to
+    tell which one a job would trade on: refused, naming it."""
+    values: dict[str, str | None] = {}
+    duplicated: list[str] = []
+    for name, value in rows:
+        if name in values and name not in duplicated:
+            duplicated.append(name)
+        values[name] = value
+    if duplicated:
+        raise ConfigError("invalid gold.trading_config:\n  " + "\n  ".join(
+            f"{name}: more than one row (DELETE all but one)" for name in duplicated))
+    return values
+
+
+def parse_trading_config(values: Mapping[str, str | None]) -> TradingConfig:
     """Parse and validate {param_name: param_value}; every problem is named in one error."""
     errors: list[str] = []
     parsed: dict[str, Any] = {}
+    # A row no parameter reads changes nothing, and may be a secret pasted in the wrong place: its
+    # name is refused, its value never shown.
+    errors += [f"{name!r}: unknown parameter (its value is not shown); DELETE the row"
+               for name in sorted(set(values) - set(PARAMS_BY_NAME), key=str)]
     for spec in PARAMS:
         if spec.name not in values or values[spec.name] is None:
             errors.append(f"{spec.name}: missing (run `cryptobot init` to add the default)")
@@ -238,7 +257,7 @@ TABLE = "gold.trading_config"
 def read_trading_config(spark) -> TradingConfig:
     """Read gold.trading_config now and validate it (call at the start of every job step)."""
     rows = spark.table(TABLE).select("param_name", "param_value").collect()
-    return parse_trading_config({row.param_name: row.param_value for row in rows})
+    return parse_trading_config(values_from_rows((row.param_name, row.param_value) for row in rows))
 
 
 def insert_missing_defaults(spark) -> list[str]:

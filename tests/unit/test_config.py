@@ -86,3 +86,37 @@ def test_an_api_base_url_in_the_clear_or_malformed_is_refused_naming_the_key(url
     with pytest.raises(ConfigError) as err:
         load_config(env={"CRYPTOBOT_EXECUTION__API_BASE_URL": url})
     assert message in str(err.value) and "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[kafka]", "[kafka]\nbootstrap_server = \"x:1\""),
+     "unknown config key [kafka] bootstrap_server; known keys of [kafka]: bootstrap_servers, "),
+    (("[producer]", "[prodcuer]\npoll_interval_seconds = 5\n\n[producer]"), "unknown config section [prodcuer]"),
+    (("[paths]", "api_key = \"pasted\"\n\n[paths]"), "unknown config key (outside any section) [api_key]"),
+    (("[execution]", "[execution]\napi_secret = \"pasted\"\nretry_max = 3"),
+     "unknown config key [execution] api_secret (and retry_max)"),
+])
+def test_unknown_keys_and_sections_in_the_config_file_are_refused_by_name(tmp_path, change, message):
+    config_file = tmp_path / "app.toml"
+    config_file.write_text((PROJECT_ROOT / "conf" / "app.toml").read_text().replace(*change, 1))
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, env={})
+    assert message in str(err.value) and "pasted" not in str(err.value)
+
+
+def test_every_key_of_the_shipped_config_file_is_read():
+    load_config(env={})  # the unknown-key check passes on conf/app.toml itself
+
+
+@pytest.mark.parametrize("name, message", [
+    ("CRYPTOBOT_KAFKA__BOOTSTRAP_SERVER", "names no config key [kafka] bootstrap_server"),
+    ("CRYPTOBOT_NOSUCH__KEY", "names no config key [nosuch] key"),
+    ("CRYPTOBOT_ANALYTICS__INTERVALS", "[analytics.intervals] is a table, set in the config file"),
+])
+def test_an_environment_override_of_an_unknown_key_or_a_table_is_refused_by_name(tmp_path, name, message):
+    config_file = tmp_path / "app.toml"
+    config_file.write_text((PROJECT_ROOT / "conf" / "app.toml").read_text().replace(
+        "[producer]", "[analytics.intervals.1m]\nswing_strength = 10\n\n[producer]", 1))
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, env={name: "1"})
+    assert message in str(err.value)

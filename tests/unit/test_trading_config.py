@@ -2,7 +2,7 @@
 import pytest
 
 from common.config import ConfigError
-from common.trading_config import PARAMS, default_rows, parse_trading_config
+from common.trading_config import PARAMS, default_rows, parse_trading_config, values_from_rows
 
 
 def defaults(**changes):
@@ -64,6 +64,22 @@ def test_missing_parameter_points_to_init():
     del values["min_rr_ratio"]
     with pytest.raises(ConfigError, match=r"min_rr_ratio: missing \(run `cryptobot init`"):
         parse_trading_config(values)
+
+
+def test_two_rows_of_one_parameter_are_refused_naming_it():
+    rows = [(r["param_name"], r["param_value"]) for r in default_rows()]
+    assert parse_trading_config(values_from_rows(rows)) == parse_trading_config(defaults())
+    with pytest.raises(ConfigError) as err:
+        values_from_rows([*rows, ("risk_per_trade_pct", "1.0"), ("paper_trading", "false"), ("paper_trading", "true")])
+    message = str(err.value)
+    assert "risk_per_trade_pct: more than one row" in message and "paper_trading: more than one row" in message
+
+
+def test_a_row_of_no_known_parameter_is_refused_by_name_never_showing_its_value():
+    pasted = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+    with pytest.raises(ConfigError) as err:
+        parse_trading_config(defaults(binance_api_secret=pasted))
+    assert "'binance_api_secret': unknown parameter" in str(err.value) and pasted not in str(err.value)
 
 
 def test_values_are_trimmed_and_case_insensitive_where_it_is_safe():
