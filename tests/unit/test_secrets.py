@@ -108,3 +108,17 @@ def test_secrets_file_readable_by_others_is_refused(tmp_path):
     env = secrets_file(tmp_path, '[okx.testnet]\napi_key = "k"\napi_secret = "s"\n', mode=0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         load_exchange_credentials("okx", "testnet", env)
+
+
+@pytest.mark.parametrize("path", ["secrets.toml", "conf/secrets.toml", "binance.secrets.toml", ".env", ".env.live",
+                                  "docker/.env.testnet"])
+def test_secrets_files_are_ignored_by_git(path):
+    import shutil
+    import subprocess
+
+    from common.config import PROJECT_ROOT
+
+    if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "-C", str(PROJECT_ROOT), "check-ignore", "-q", "--no-index", path])
+    assert ignored.returncode == 0, f"{path} is not in .gitignore"
