@@ -15,6 +15,7 @@ from typing import Callable, TypeVar
 from common.catalog import location_of
 from common.config import AppConfig
 from common.local_frames import local_frame
+from common.scrub import scrub_secrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +57,7 @@ class RunRecords:
         ended_s = time.time()
         self.rows.append((uuid.uuid4().hex, job, _utc(started_s), _utc(ended_s), round(ended_s - started_s, 3),
                           status, None if rows_in is None else int(rows_in),
-                          None if rows_out is None else int(rows_out), None if error is None else error[:2000],
+                          None if rows_out is None else int(rows_out), _stored_error(error),
                           socket.gethostname(), details))
 
     def write(self) -> None:
@@ -72,13 +73,20 @@ class RunRecords:
                          row[4], row[6], row[7])
         except Exception as err:  # the lake may be what failed; the job's own outcome matters more
             log.warning("event=job_run_not_recorded jobs=%s error=%s", ",".join(f"{r[1]}:{r[5]}" for r in rows),
-                        first_line(err))
+                        scrub_secrets(first_line(err)))
 
     def __enter__(self) -> "RunRecords":
         return self
 
     def __exit__(self, *exc) -> None:
         self.write()
+
+
+def _stored_error(error: str | None) -> str | None:
+    # An exchange's error can carry the signed request (common/scrub.py); scrubbed before the cut,
+    # so that no token is cut short of looking like one.
+    scrubbed = scrub_secrets(error)
+    return None if scrubbed is None else scrubbed[:2000]
 
 
 def _utc(epoch_s: float) -> datetime:
