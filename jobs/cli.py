@@ -420,7 +420,8 @@ def parse_utc_ms(text: str) -> int:
 COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
             "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
             "symbols": _symbols, "scan": _scan, "score": _score,
-            "execute": _execute, "manage": _manage, "settle": _settle, "monitor": _monitor, "demo": _demo, "backtest": _backtest}
+            "execute": _execute, "manage": _manage, "settle": _settle, "monitor": _monitor, "demo": _demo,
+            "backtest": _backtest}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,8 +13,13 @@ leverage and total exposure and rounded to the market; then the entry, exactly o
    it by a lookup, never by a blind resend).
 A run records all its intents in one write before it sends any, and all the answers in one
 write after: the same safety as one signal at a time, for two MERGEs however many signals.
-The signal becomes `executed` (or `expired` / `cancelled` with the reason). The stop and the
-targets are the position manager's, once the entry fills.
+The signal becomes `executed` (or `expired` / `cancelled` with the reason). The trade's stop
+goes with the entry (a stop that closes the position, placeable before it exists), so a fill
+is never without one; the targets are the position manager's, once the entry fills.
+Everything is scoped to the account of the gateway (exchange, mode, account) and refused
+while another account holds active orders or positions; the kill switch and the daily loss
+halt cancel the resting entries; each signal is planned on its own (one failure cancels that
+signal only); no entry on stale or holed 1m data (testnet, live); sizing on free margin.
 """
 from __future__ import annotations
 
@@ -201,7 +206,11 @@ def _plan_signal(gateway, account, trading, signal, recorded: dict[str, OrderRow
                                               existing.amount, existing.price),
                                  signal.signal_id, account, "entry", 0, now_ms)
         books.busy[signal.symbol] += 1
-        return _Entry(signal, "entry order found on the exchange and recorded", records=[with_snapshot(row, existing)])
+        stop = recorded.get(client_order_id(signal.signal_id, "sl", 0))
+        unsent_stop = ([stop] if stop is not None and stop.status == "new"
+                       and gateway.find_order(signal.symbol, stop.client_order_id) is None else [])
+        return _Entry(signal, "entry order found on the exchange and recorded", records=[with_snapshot(row, existing)],
+                      send=unsent_stop)  # and its stop, if the run died before sending it
     # Not on the exchange: a new entry, or an intent that a run recorded and never sent. Either
     # way it goes through every guard now, as if it were new.
     unsent = [o for o in (ours, recorded.get(client_order_id(signal.signal_id, "sl", 0)))
@@ -277,22 +286,25 @@ def _size_entry(gateway, account, trading, signal, books: _Books, now_ms: int) -
 
 
 def _send_entry(gateway, entry: _Entry) -> list[OrderRow]:
-    """Send the entry, then its stop; returns the rows recording the exchange's answers."""
-    entry_row, *stops = entry.send
-    try:
-        answers = [with_snapshot(entry_row, gateway.place_order(entry_row.request()))]
-        entry.outcome = "entry order sent"
-    except OrderOutcomeUnknown as error:
-        entry.outcome = "entry order sent, answer lost: unknown until a lookup settles it"
-        answers = [replace(entry_row, status="unknown", error=str(error))]
-    except OrderRejected as error:
-        entry.outcome = f"cancelled: entry rejected by the exchange: {error}"
-        return [replace(entry_row, status="rejected", error=str(error))] + [
-            replace(stop, status="canceled", error="not sent: its entry was rejected") for stop in stops]
-    except Exception:  # noqa: BLE001 - the intent stays `new`: the next run looks it up before anything
-        log.exception("event=entry_send_failed client_order_id=%s", entry_row.client_order_id)
-        entry.outcome = None
-        return []
+    """Send the entry, then its stop (only the stop when the entry is on the exchange already);
+    returns the rows recording the exchange's answers."""
+    entry_row, stops = (entry.send[0], entry.send[1:]) if entry.send[0].leg == "entry" else (None, entry.send)
+    answers = []
+    if entry_row is not None:
+        try:
+            answers.append(with_snapshot(entry_row, gateway.place_order(entry_row.request())))
+            entry.outcome = "entry order sent"
+        except OrderOutcomeUnknown as error:
+            entry.outcome = "entry order sent, answer lost: unknown until a lookup settles it"
+            answers.append(replace(entry_row, status="unknown", error=str(error)))
+        except OrderRejected as error:
+            entry.outcome = f"cancelled: entry rejected by the exchange: {error}"
+            return [replace(entry_row, status="rejected", error=str(error))] + [
+                replace(stop, status="canceled", error="not sent: its entry was rejected") for stop in stops]
+        except Exception:  # noqa: BLE001 - the intent stays `new`: the next run looks it up before anything
+            log.exception("event=entry_send_failed client_order_id=%s", entry_row.client_order_id)
+            entry.outcome = None
+            return []
     for stop in stops:  # harmless without a position: it closes whatever is there when it triggers
         try:
             answers.append(with_snapshot(stop, gateway.place_order(stop.request())))

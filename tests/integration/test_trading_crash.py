@@ -42,21 +42,23 @@ def test_engine_killed_after_the_exchange_accepted_the_entry(spark, app_env, ini
         cid = client_order_id(SIGNAL, "entry", 0)
         assert list(paper["orders"]) == [cid]  # the exchange has it ...
         rows = spark.table("trading.orders").where(f"signal_id = '{SIGNAL}'").collect()
-        assert [(r.client_order_id, r.status) for r in rows] == [(cid, "new")]  # ... our record only the intent
+        stop = client_order_id(SIGNAL, "sl", 0)  # ... our record only the intents: the entry and its stop
+        assert sorted((r.client_order_id, r.status) for r in rows) == sorted([(cid, "new"), (stop, "new")])
 
         again = subprocess.run([CRYPTOBOT, "execute"], env=env, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stderr[-2000:]
         paper = json.loads((tmp_path / "data" / "paper_exchange" / "binance.json").read_text())
-        assert list(paper["orders"]) == [cid]  # exactly one order on the exchange
+        assert list(paper["orders"]) == [cid, stop]  # exactly one entry on the exchange, and now its stop
         rows = spark.table("trading.orders").where(f"signal_id = '{SIGNAL}'").collect()
-        assert [(r.client_order_id, r.status, r.amount) for r in rows] == [(cid, "open", D(200))]  # 100 / 0.5
+        assert sorted((r.client_order_id, r.status, r.amount) for r in rows) == sorted(
+            [(cid, "open", D(200)), (stop, "open", D(0))])  # 100 / 0.5; the stop closes whatever is held
 
         append(spark, "silver.unified_klines", [minute(62, 20.1, 20.2, 19.9)])  # the entry fills at 20
         managed = subprocess.run([CRYPTOBOT, "manage"], env=env, capture_output=True, text=True, timeout=300)
         assert managed.returncode == 0, managed.stderr[-2000:]
         legs = {r.leg: (r.status, r.amount) for r in spark.table("trading.orders")
                 .where(f"signal_id = '{SIGNAL}'").collect()}
-        assert legs == {"entry": ("closed", D(200)), "sl": ("open", D(200)), "tp1": ("open", D(100)),
+        assert legs == {"entry": ("closed", D(200)), "sl": ("open", D(0)), "tp1": ("open", D(100)),
                         "tp2": ("open", D(100))}
     finally:  # the lake is shared: leave no position behind for the other tests' managers
         for table in ("trading.orders", "trading.positions_open"):

@@ -38,6 +38,18 @@ def testnet(spark, app_env, initialized_lake, fake, monkeypatch, tmp_path):
 
     set_param("paper_trading", "false")
     set_param("trading_symbols", f'["{SYMBOL}"]')
+    # What a user does before trading another account: settle what paper holds (the suite's
+    # paper tests share this lake).
+    from common.trading_config import read_trading_config
+    from jobs.settle_account import abandon_paper_state
+
+    abandon_paper_state(spark, load_config(env=app_env), read_trading_config(spark))
+    now = int(time.time() * 1000) // 60_000 * 60_000  # fresh 1m klines: no entry on stale data
+    append(spark, "silver.unified_klines", [{
+        "exchange": "binance", "symbol": SYMBOL, "exchange_symbol": SYMBOL, "interval": "1m",
+        "open_time_ms": now - n * 60_000, "close_time_ms": now - n * 60_000 + 59_999, "open": 60_000.0,
+        "high": 60_100.0, "low": 59_900.0, "close": 60_000.0, "volume": 1.0, "schema_version": 1,
+        "kafka_partition": 0, "kafka_offset": 0} for n in range(1, 70)])
     yield load_config(env={**app_env, "CRYPTOBOT_EXECUTION__API_BASE_URL": fake.base_url,
                            "CRYPTOBOT_EXECUTION__REQUEST_TIMEOUT_MS": "2000"})
     set_param("paper_trading", "true")
@@ -67,7 +79,7 @@ def test_a_confirmed_signal_traded_on_the_testnet_from_entry_to_tp2(spark, testn
     placed = legs(spark)
     assert placed[("entry", 0)].status == "closed" and placed[("entry", 0)].fee == D("1.18")
     assert {k: (o.order_type, o.amount, o.status) for k, o in placed.items() if k[0] != "entry"} == {
-        ("sl", 0): ("stop_market", D("0.1"), "open"), ("tp1", 0): ("limit", D("0.05"), "open"),
+        ("sl", 0): ("stop_market", D(0), "open"), ("tp1", 0): ("limit", D("0.05"), "open"),
         ("tp2", 0): ("limit", D("0.05"), "open")}
     assert fake.position("binance", SYMBOL)[0] == D("0.1")
 

@@ -11,13 +11,14 @@ from pyspark.sql import functions as F
 from common.config import load_config
 from common.exchange.gateway import client_order_id
 from jobs import execution_engine, position_manager
-from common.exchange.account import build_gateway
+from common.exchange.account import TradingAccount, build_gateway
 from common.trading_config import read_trading_config
 from tests.spark.rows import append
 
 SYMBOL = "PAPUSDT"  # this test's own: the lake is shared
 MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "PAPCUSDT", "PAPDUSDT", "PAPEUSDT", "GHOSTUSDT", "OTHERUSDT", "TESTNUSDT")
 SIGNAL = "paper-signal-1"
+PAPER = TradingAccount("binance", "paper", "paper")
 H, M = 3_600_000, 60_000
 T0 = 1_786_924_800_000  # 2026-08-17 00:00 UTC
 
@@ -71,7 +72,8 @@ def test_a_confirmed_signal_traded_from_entry_to_tp2(spark, config, trading_symb
     assert entry.client_order_id == client_order_id(SIGNAL, "entry", 0)
     assert spark.table("gold.signals_all").where(f"signal_id = '{SIGNAL}'").first().status == "executed"
     assert execution_engine.run(spark, config).placed == 0  # again: nothing twice
-    assert len(orders(spark)) == 1
+    assert set(orders(spark)) == {("entry", 0), ("sl", 0)}  # the entry, and the stop placed with it
+    assert orders(spark)[("sl", 0)].close_position
 
     # an entry in a market this exchange cannot serve: its failure must not stop the others
     append(spark, "gold.signals_all", [{
@@ -91,7 +93,7 @@ def test_a_confirmed_signal_traded_from_entry_to_tp2(spark, config, trading_symb
     assert placed[("entry", 0)].status == "closed"
     exits = {k: (o.order_type, o.amount, o.price, o.stop_price, o.status) for k, o in placed.items() if k[0] != "entry"}
     assert exits == {
-        ("sl", 0): ("stop_market", D(50), None, D(98), "open"),
+        ("sl", 0): ("stop_market", D(0), None, D(98), "open"),  # placed with the entry: closes whatever is held
         ("tp1", 0): ("limit", D(25), D(104), None, "open"), ("tp2", 0): ("limit", D(25), D(108), None, "open")}
     position = spark.table("trading.positions_open").where(f"signal_id = '{SIGNAL}'").first()
     assert (position.status, position.remaining_quantity, position.tp1_hit) == ("open", D(50), False)
@@ -207,28 +209,21 @@ def test_the_manager_records_what_the_exchange_holds_that_we_do_not_track(spark,
         spark.sql("DELETE FROM trading.positions_open WHERE position_id = 'paper-phantom'")
 
 
-def test_the_limits_are_the_accounts_a_testnet_position_takes_no_room_on_paper(spark, config, trading_symbol):
-    symbol, day = "PAPCUSDT", T0 + 3 * 86_400_000
-    trading_symbol("trading_symbols", f'["{symbol}"]')
-    paper = "exchange = 'binance' AND mode = 'paper'"
-    paper_busy = (spark.table("trading.positions_open").where(paper).count() + spark.table("trading.orders").where(
-        f"{paper} AND leg = 'entry' AND status IN ('new', 'unknown', 'open') AND filled = 0").count())
-    trading_symbol("max_open_positions", str(paper_busy + 1))  # room for one more on paper, none with the testnet's
+def test_a_testnet_position_open_refuses_trading_on_paper(spark, config, trading_symbol):
+    """Another account's open position: nobody's to manage on paper, and nothing of paper's may
+    be decided beside it. Both jobs refuse, naming it and the command that settles it."""
+    from jobs.trading_store import AccountSwitchRefused
+
     append(spark, "trading.positions_open", [{
         "position_id": "testnet-open", "signal_id": "testnet-open", "exchange": "binance", "symbol": "TESTNUSDT",
         "direction": "long", "status": "open", "entry_price": D(100), "quantity": D(500), "remaining_quantity": D(500),
-        "sl_price": D(90), "tp1_hit": False, "sl_at_breakeven": False, "mode": "testnet"}])  # 5x the paper equity
-    append(spark, "gold.signals_all", [{
-        "signal_id": "paper-signal-4", "strategy": "smc", "exchange": "binance", "symbol": symbol, "interval": "1h",
-        "direction": "long", "status": "confirmed", "trigger_bar_time_ms": day, "known_at_ms": day + H - 1,
-        "entry_price": 100.0, "sl_price": 98.0, "tp1_price": 104.0, "tp2_price": 108.0}])
-    append(spark, "silver.unified_klines", [{**minute(n, 101, 101.5, 100.5, day), "symbol": symbol} for n in (60, 61)])
+        "sl_price": D(90), "tp1_hit": False, "sl_at_breakeven": False, "mode": "testnet", "account": "key-0123"}])
     try:
-        assert execution_engine.run(spark, config).placed == 1  # neither the position count nor the exposure
-        entry = spark.table("trading.orders").where("signal_id = 'paper-signal-4'").first()
-        assert (entry.mode, entry.status, entry.leg) == ("paper", "open", "entry")
+        for job in (execution_engine, position_manager):
+            with pytest.raises(AccountSwitchRefused, match="1 open positions on binance testnet account key-0123"):
+                job.run(spark, config)
     finally:
-        trading_symbol("max_open_positions", "3")
+        spark.sql("DELETE FROM trading.positions_open WHERE position_id = 'testnet-open'")
 
 
 def test_a_run_records_every_entrys_intent_before_it_sends_any(spark, config, trading_symbol):
@@ -262,7 +257,7 @@ def test_a_run_records_every_entrys_intent_before_it_sends_any(spark, config, tr
     try:
         assert execution_engine.run(spark, config, gateway=gateway).placed == 2
         assert recorded_at_send[0] == dict.fromkeys(cids, "new")
-        assert len(recorded_at_send) == 2
+        assert len(recorded_at_send) == 4  # each entry, then its stop
         stored = {r.client_order_id: r.status for r in spark.table("trading.orders")
                   .where(F.col("client_order_id").isin(cids)).collect()}
         assert stored == dict.fromkeys(cids, "open")
@@ -281,8 +276,8 @@ def test_an_orders_record_only_moves_forward(spark, config):
     from jobs.trading_store import intent_row, read_orders, write_orders
 
     cid = client_order_id("paper-forward", "entry", 0)
-    intent = intent_row(OrderRequest(cid, "PAPUSDT", "buy", "limit", D(10), D(100)), "paper-forward", "binance",
-                        "entry", 0, "paper", T0)
+    intent = intent_row(OrderRequest(cid, "PAPUSDT", "buy", "limit", D(10), D(100)), "paper-forward", PAPER,
+                        "entry", 0, T0)
 
     def stored():
         row = read_orders(spark, config, f"client_order_id = '{cid}'")[0]
@@ -317,7 +312,7 @@ def test_orders_written_at_once_by_the_engine_and_the_manager_are_all_recorded(s
     def rows(writer: str, n: int):
         cid = client_order_id(f"paper-race-{writer}-{n}", "entry", 0)
         return [intent_row(OrderRequest(cid, "PAPUSDT", "buy", "limit", D(1), D(100)), f"paper-race-{writer}-{n}",
-                           "binance", "entry", 0, "paper", T0)]
+                           PAPER, "entry", 0, T0)]
 
     errors = []
 
