@@ -66,7 +66,8 @@ def build_gateway(config: AppConfig, trading: TradingConfig):
     if trading.paper_trading:
         return PaperExchange(trading.trading_exchange, paper_state_path(config, trading.trading_exchange),
                              Decimal(str(trading.paper_initial_equity_usdt)), Decimal(str(trading.maker_fee_pct)),
-                             Decimal(str(trading.taker_fee_pct)), Decimal(str(trading.slippage_bps)))
+                             Decimal(str(trading.taker_fee_pct)), Decimal(str(trading.slippage_bps)),
+                             leverage=Decimal(str(trading.max_leverage)))
     return ccxt_gateway(config, trading)
 
 
