@@ -28,10 +28,11 @@ check-tools:
 	@java -version 2>&1 | head -1 | grep -qE '"(1[7-9]|2[0-9])' || { echo "need Java 17 or newer: $$(java -version 2>&1 | head -1)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "need Maven (mvn) to fetch the JVM jars"; exit 1; }
 
-$(VENV)/.installed: requirements.txt setup.py
+# The runtime's packages and the tests' (requirements-test.txt), in one resolve: the venv runs both.
+$(VENV)/.installed: requirements.txt requirements-test.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

@@ -1,5 +1,6 @@
 """Packaging: `pip install -e .` for development, `python setup.py bdist_wheel` (make dist)
-for --py-files on a cluster. Pinned versions live in requirements.txt."""
+for --py-files on a cluster. Pinned versions live in requirements.txt (the runtime's, which
+install_requires repeats) and requirements-test.txt (the tests', the `test` extra)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -16,7 +17,11 @@ setup(
         "pandas==2.3.3",
         "pyarrow==21.0.0",
         "numpy==2.3.4",
+        "PyYAML==6.0.2",
+        "matplotlib==3.11.2",
+        "pytz==2026.6",
     ],
-    extras_require={"test": ["pytest==8.4.2", "pytest-timeout==2.4.0", "chispa==0.12.0"]},
+    extras_require={"test": ["pytest==8.4.2", "pytest-timeout==2.4.0", "chispa==0.12.0", "empyrical-reloaded==0.7.1",
+                             "scipy==1.17.1", "Bottleneck==1.6.0", "peewee==3.17.3"]},
     entry_points={"console_scripts": ["cryptobot=jobs.cli:main"]},
 )
