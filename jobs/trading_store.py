@@ -20,6 +20,7 @@ from common.delta_conflicts import retry_on_conflict
 from common.exchange.account import TradingAccount
 from common.exchange.gateway import OrderRequest, OrderSnapshot
 from common.local_frames import local_frame
+from common.scrub import scrub_secrets
 from common.trade.lifecycle import Costs
 from common.trading_config import TradingConfig
 
@@ -163,7 +164,8 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
                "leg": r.leg, "version": r.version, "side": r.side, "order_type": r.order_type,
                "reduce_only": r.reduce_only, "price": r.price, "stop_price": r.stop_price, "amount": r.amount,
                "filled": r.filled, "average_price": r.average_price, "fee": r.fee, "fee_currency": "USDT",
-               "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode, "error": r.error,
+               "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode,
+               "error": scrub_secrets(r.error),
                "created_at": now, "updated_at": _ts(r.updated_ms), "account": r.account,
                "close_position": r.close_position} for r in rows]
     frame = local_frame(spark, values, schema)
