@@ -321,6 +321,9 @@ def _place(spark, config, gateway, step: _Step, events: list[dict], result: Mana
     the stops it replaces are cancelled."""
     answers = []
     for row in step.intents:
+        if any(a.leg == "close" and a.status in ("open", "closed") for a in answers):
+            answers.append(replace(row, status="canceled", error="not sent: the position was closed at market"))
+            continue
         try:
             answer = _send(gateway, row)
         except Exception:  # noqa: BLE001 - logged; looked up, never sent blind, next turn

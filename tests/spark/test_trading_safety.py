@@ -288,3 +288,65 @@ def test_sizing_uses_free_margin_and_a_zero_balance_halts(spark, config, set_par
     assert status_of(spark, "safe-no-margin")[0] == "confirmed" and fake.book("binance").orders == {}
 
 
+
+
+def testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, signal_id):
+    """A confirmed testnet signal on BTCUSDT, its entry placed and filled at 59 000."""
+    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    to_testnet(spark, config, set_param)
+    known = int(time.time() * 1000) - 10 * M
+    append(spark, "gold.signals_all", [signal(signal_id, "BTCUSDT", 0, entry=59_000.0, sl=58_000.0, tp1=61_000.0,
+                                              tp2=62_000.0, known_at=known)])
+    fresh_minutes(spark)
+    return testnet
+
+
+def open_stops(fake):
+    return [o for o in fake.book("binance").orders.values() if o.is_open and o.trigger is not None]
+
+
+def test_a_stop_rejected_after_one_retry_closes_the_position_at_market(spark, config, set_param, fake, app_env,
+                                                                       monkeypatch, tmp_path):
+    """The engine's stop and the manager's one retry both rejected: the position is closed at
+    once with a reduce-only market order, audited; before, a new version was tried every turn
+    while the position stood without a stop."""
+    testnet = testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, "safe-rejected")
+    fake.inject("binance", "/fapi/v1/algoOrder", "rejected", times=2, method="POST")
+    assert execution_engine.run(spark, testnet).placed == 1
+    assert orders_of(spark, "safe-rejected")[("sl", 0)].status == "rejected"
+    fake.advance_price("binance", "BTCUSDT", high=59_500, low=58_900, close=59_200)  # fills the entry
+    managed = position_manager.run(spark, testnet)
+    assert managed.actions["positions closed at market after a rejected stop"] == 1
+    legs = orders_of(spark, "safe-rejected")
+    assert (legs[("sl", 1)].status, legs[("close", 0)].status, legs[("close", 0)].order_type) == (
+        "rejected", "closed", "market")
+    assert fake.position("binance", "BTCUSDT")[0] == 0  # flat at once
+    assert spark.table("trading.audit_log").where(
+        "entity_id = 'safe-rejected' AND to_status = 'closing' AND reason LIKE 'the stop was rejected twice%'"
+    ).count() == 1
+    position_manager.run(spark, testnet)
+    closed = spark.table("trading.positions_closed").where("signal_id = 'safe-rejected'").first()
+    assert closed.exit_reason == "market_close"
+    assert not [o for o in fake.book("binance").orders.values() if o.is_open]  # nothing left working
+
+
+def test_a_stop_is_replaced_only_once_its_successor_works(spark, config, set_param, fake, app_env, monkeypatch,
+                                                          tmp_path):
+    """After TP1 the stop moves to breakeven: the new stop first, the old one cancelled after it
+    works. Its first try rejected, its retry placed: the old stop stood all the while. Before,
+    the old one was cancelled first, and the rejection left the position bare."""
+    testnet = testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, "safe-replace")
+    assert execution_engine.run(spark, testnet).placed == 1
+    fake.advance_price("binance", "BTCUSDT", high=59_500, low=58_900, close=59_200)  # the entry
+    position_manager.run(spark, testnet)
+    assert [o.client_id for o in open_stops(fake)] == [client_order_id("safe-replace", "sl", 0)]
+    fake.advance_price("binance", "BTCUSDT", high=61_200, low=59_800, close=61_100)  # TP1
+    fake.inject("binance", "/fapi/v1/algoOrder", "rejected", times=1, method="POST")
+    position_manager.run(spark, testnet)
+    legs = orders_of(spark, "safe-replace")
+    assert (legs[("sl", 0)].status, legs[("sl", 1)].status, legs[("sl", 2)].status) == ("canceled", "rejected", "open")
+    assert legs[("sl", 2)].stop_price > D(59_000)  # breakeven after fees
+    assert [o.client_id for o in open_stops(fake)] == [client_order_id("safe-replace", "sl", 2)]
+    settle_account.run(spark, testnet)
+    position_manager.run(spark, testnet)
+    assert fake.position("binance", "BTCUSDT")[0] == 0
