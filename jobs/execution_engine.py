@@ -41,7 +41,7 @@ from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
     ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, audit, intent_row, latest_minute_closes, move_signals, of_account,
-    read_orders, refuse_other_accounts, with_snapshot, write_orders,
+    read_orders, refuse_other_accounts, wall_ms, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     orders = read_orders(spark, config, f"({of_account(account)} AND leg = 'entry' AND {ACTIVE_ORDERS})"
                          + (" OR client_order_id IN (" + ", ".join(f"'{cid}'" for cid in sorted(own_ids)) + ")"
                             if own_ids else ""))
-    resting = [o for o in orders if o.leg == "entry" and o.status in ACTIVE_ORDER_STATUSES
-               and (o.exchange, o.mode, o.account or account.account) == (account.exchange, account.mode,
-                                                                          account.account)]
+    resting = [o for o in orders if o.leg == "entry" and o.status in ACTIVE_ORDER_STATUSES and _on_account(o, account)]
     if not trading.trading_enabled:
         return _halt(spark, config, gateway, account, resting, result, "trading_enabled = false (kill switch)",
                      as_of_ms)
@@ -323,7 +321,7 @@ def _halt(spark, config, gateway, account, resting: list[OrderRow], result: Exec
     """No new entry: and the resting entries are cancelled (what is filled of them stays and is
     protected: the protective orders of open positions are not touched). Audited with the reason."""
     result.halted = reason
-    now_ms = as_of_ms if as_of_ms is not None else _wall_ms()
+    now_ms = as_of_ms if as_of_ms is not None else wall_ms()
     answers, events = [], []
     for order in resting:
         try:
@@ -356,7 +354,7 @@ def _halt(spark, config, gateway, account, resting: list[OrderRow], result: Exec
 def _clocks(spark, config, gateway, symbols: list[str], as_of_ms: int | None = None) -> dict[str, int]:
     """Now, per symbol: on paper the close of its newest 1m kline (the data's clock), else the wall."""
     if gateway.mode != "paper":
-        return dict.fromkeys(symbols, _wall_ms())
+        return dict.fromkeys(symbols, wall_ms())
     clocks = latest_minute_closes(spark, config, gateway.name, symbols, as_of_ms)
     for symbol, now_ms in clocks.items():
         gateway.set_clock(symbol, now_ms)
@@ -389,9 +387,6 @@ def _realised_today(spark, config, account, now_ms: int) -> Decimal:
            .agg(F.sum("net_pnl")).first())
     return Decimal(0) if row[0] is None else Decimal(row[0])
 
-
-def _wall_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from common.trade.sizing import round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
     ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, costs_of, intent_row, of_account, read_orders,
-    refuse_other_accounts, with_snapshot, write_orders,
+    refuse_other_accounts, wall_ms, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
                          + of_account(account))
     symbols = sorted({o.symbol for o in orders})
     clocks = (_advance_paper(spark, config, gateway, orders, as_of_ms) if gateway.mode == "paper"
-              else dict.fromkeys(symbols, _wall_ms()))
+              else dict.fromkeys(symbols, wall_ms()))
     events: list[dict] = []
     signals = {r.signal_id: r for r in read_table(spark, config, "gold.signals_all")
                .where(F.col("signal_id").isin(signal_ids)).collect()}
@@ -532,9 +532,6 @@ def _store_daily_pnl(spark, config, gateway, day) -> None:
 def _d(value) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
-
-def _wall_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
 
 
 def main() -> None:

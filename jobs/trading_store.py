@@ -229,6 +229,11 @@ def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, 
 
 
 
+def wall_ms() -> int:
+    """Now on the wall clock, in epoch milliseconds (the clock of testnet and live trading)."""
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
 def _dec(value) -> Decimal | None:
     return None if value is None else Decimal(value).normalize() if isinstance(value, Decimal) else Decimal(str(value))
 
