@@ -201,7 +201,7 @@ def fake():
         yield server
 
 
-def testnet_app_config(app_env, config, fake, monkeypatch, tmp_path):
+def app_config_on_testnet(app_env, config, fake, monkeypatch, tmp_path):
     monkeypatch.setenv("CRYPTOBOT_BINANCE_TESTNET_API_KEY", "test-key")
     monkeypatch.setenv("CRYPTOBOT_BINANCE_TESTNET_API_SECRET", "test-secret")
     monkeypatch.setenv("CRYPTOBOT_SECRETS_FILE", str(tmp_path / "none.toml"))
@@ -223,7 +223,7 @@ def fresh_minutes(spark, symbol="BTCUSDT", minutes=70):
 
 
 def test_no_new_entry_on_stale_data(spark, config, set_param, fake, app_env, monkeypatch, tmp_path):
-    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    testnet = app_config_on_testnet(app_env, config, fake, monkeypatch, tmp_path)
     to_testnet(spark, config, set_param)
     known = int(time.time() * 1000) - 10 * M
     append(spark, "gold.signals_all", [signal("safe-stale", "BTCUSDT", 0, entry=59_000.0, sl=58_000.0, tp1=61_000.0,
@@ -244,7 +244,7 @@ def test_switching_to_the_testnet_with_paper_orders_open_is_refused_and_nothing_
     append(spark, "silver.unified_klines", [minute(symbol, day + 60 * M, 101, 101.5, 100.5)])
     assert execution_engine.run(spark, config).placed == 1  # on paper: an entry and its stop resting
 
-    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    testnet = app_config_on_testnet(app_env, config, fake, monkeypatch, tmp_path)
     set_param("paper_trading", "false")
     set_param("trading_symbols", '["BTCUSDT"]')
     known = int(time.time() * 1000) - 10 * M
@@ -276,7 +276,7 @@ def test_switching_to_the_testnet_with_paper_orders_open_is_refused_and_nothing_
 
 def test_sizing_uses_free_margin_and_a_zero_balance_halts(spark, config, set_param, fake, app_env, monkeypatch,
                                                           tmp_path):
-    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    testnet = app_config_on_testnet(app_env, config, fake, monkeypatch, tmp_path)
     to_testnet(spark, config, set_param)
     fake.set_account("binance", balance=0)
     known = int(time.time() * 1000) - 10 * M
@@ -290,9 +290,9 @@ def test_sizing_uses_free_margin_and_a_zero_balance_halts(spark, config, set_par
 
 
 
-def testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, signal_id):
+def open_a_testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, signal_id):
     """A confirmed testnet signal on BTCUSDT, its entry placed and filled at 59 000."""
-    testnet = testnet_app_config(app_env, config, fake, monkeypatch, tmp_path)
+    testnet = app_config_on_testnet(app_env, config, fake, monkeypatch, tmp_path)
     to_testnet(spark, config, set_param)
     known = int(time.time() * 1000) - 10 * M
     append(spark, "gold.signals_all", [signal(signal_id, "BTCUSDT", 0, entry=59_000.0, sl=58_000.0, tp1=61_000.0,
@@ -310,7 +310,7 @@ def test_a_stop_rejected_after_one_retry_closes_the_position_at_market(spark, co
     """The engine's stop and the manager's one retry both rejected: the position is closed at
     once with a reduce-only market order, audited; before, a new version was tried every turn
     while the position stood without a stop."""
-    testnet = testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, "safe-rejected")
+    testnet = open_a_testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, "safe-rejected")
     fake.inject("binance", "/fapi/v1/algoOrder", "rejected", times=2, method="POST")
     assert execution_engine.run(spark, testnet).placed == 1
     assert orders_of(spark, "safe-rejected")[("sl", 0)].status == "rejected"
@@ -335,7 +335,7 @@ def test_a_stop_is_replaced_only_once_its_successor_works(spark, config, set_par
     """After TP1 the stop moves to breakeven: the new stop first, the old one cancelled after it
     works. Its first try rejected, its retry placed: the old stop stood all the while. Before,
     the old one was cancelled first, and the rejection left the position bare."""
-    testnet = testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, "safe-replace")
+    testnet = open_a_testnet_trade(spark, config, set_param, fake, app_env, monkeypatch, tmp_path, "safe-replace")
     assert execution_engine.run(spark, testnet).placed == 1
     fake.advance_price("binance", "BTCUSDT", high=59_500, low=58_900, close=59_200)  # the entry
     position_manager.run(spark, testnet)
