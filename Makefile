@@ -129,6 +129,7 @@ sql: setup
 	@mkdir -p data
 	$(CRYPTOBOT) sql-init-script > data/register_tables.sql
 	$(SPARK_ENV) spark-sql --properties-file conf/spark-defaults.conf \
+	  --conf spark.databricks.delta.commitInfo.userMetadata=os_user=$$(id -un) \
 	  --jars $(SPARK_JARS) -i data/register_tables.sql
 
 # Any job through spark-submit, as on a cluster: make submit JOB=init_tables SPARK_MASTER=yarn

@@ -316,7 +316,8 @@ SHARED_TABLES = [
         value_type STRING NOT NULL,
         description STRING,
         updated_at TIMESTAMP NOT NULL
-    """, (), {}, "Trading parameters; change them with UPDATE ... SET param_value = ..."),
+    """, (), {"delta.enableChangeDataFeed": "true"},  # every change audited from the feed: common/config_audit.py
+        "Trading parameters; change them with UPDATE ... SET param_value = ..."),
     TableSpec("gold", "sanity_results", """
         run_id STRING NOT NULL,
         check_name STRING NOT NULL,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from common.config import PROJECT_ROOT, AppConfig
+from common.config_audit import USER_METADATA_KEY, commit_user_metadata
 
 SPARK_JARS_DIR = PROJECT_ROOT / "jars" / "spark"
 SPARK_CONF_DIR = PROJECT_ROOT / "conf"
@@ -64,6 +65,8 @@ def build_spark_session(config: AppConfig, app_name: str, extra_conf: dict[str, 
         **ESSENTIAL_CONF,
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
         "spark.sql.warehouse.dir": f"{config.lake.root.rstrip('/')}/_warehouse",
+        # Who made each Delta commit (gold.trading_config's changes are audited by it).
+        USER_METADATA_KEY: commit_user_metadata(),
         **(extra_conf or {}),
     }
     for key, value in settings.items():

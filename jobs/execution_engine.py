@@ -33,6 +33,7 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import read_table
+from common.config_audit import audit_config_changes
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.account import account_of, build_gateway
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
@@ -70,7 +71,9 @@ class ExecutionResult:
 def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None,
         trading: TradingConfig | None = None) -> ExecutionResult:
     """as_of_ms (paper only): trade as if now were then, on the klines known by then."""
-    trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
+    if trading is None:  # a paper replay holds one fixed
+        audit_config_changes(spark, config)  # on record before it is acted on
+        trading = read_trading_config(spark)
     gateway = gateway or build_gateway(config, trading)
     account = account_of(gateway)
     refuse_other_accounts(spark, config, account)

@@ -2,7 +2,8 @@
 
 Idempotent: a second run changes nothing (no new table version anywhere) and never
 overwrites a trading parameter a user has changed. A table that exists with fewer columns
-than the catalog now defines gets the new columns added (an upgrade path, never a rewrite).
+than the catalog now defines gets the new columns added (an upgrade path, never a rewrite), and
+the table properties it lacks.
 `cryptobot init`, `make init`, or `spark-submit jobs/init_tables.py`.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ def run(spark, config: AppConfig) -> InitReport:
             added = _add_missing_columns(spark, spec)
             if added:
                 report.columns_added[spec.qualified_name] = added
+            _set_missing_properties(spark, spec)
         else:
             spark.sql(create_table_sql(config, spec))
             report.created.append(spec.qualified_name)
@@ -67,6 +69,19 @@ def _add_missing_columns(spark, spec) -> list[str]:
         spark.sql(f"ALTER TABLE {spec.qualified_name} ADD COLUMNS ({', '.join(missing)})")
         log.info("event=columns_added table=%s columns=%s", spec.qualified_name, missing)
     return [m.split()[0] for m in missing]
+
+
+def _set_missing_properties(spark, spec) -> None:
+    """A property the catalog added since the table was made (the change data feed of
+    gold.trading_config) is set; one the user set otherwise is left as it is."""
+    if not spec.properties:
+        return
+    present = {row.key for row in spark.sql(f"SHOW TBLPROPERTIES {spec.qualified_name}").collect()}
+    missing = {k: v for k, v in spec.properties.items() if k not in present}
+    if missing:
+        props = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
+        spark.sql(f"ALTER TABLE {spec.qualified_name} SET TBLPROPERTIES ({props})")
+        log.info("event=properties_set table=%s properties=%s", spec.qualified_name, missing)
 
 
 def main() -> None:

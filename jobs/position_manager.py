@@ -28,6 +28,7 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
+from common.config_audit import audit_config_changes
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.account import account_of, build_gateway
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
@@ -69,7 +70,9 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     trade is rebuilt and decided first, then the turn records what the exchange said of the
     orders, what it cancelled and the orders it is about to place (all in one write), places
     them, records the answers (one write) and writes the positions that changed."""
-    trading = trading if trading is not None else read_trading_config(spark)  # a paper replay holds one fixed
+    if trading is None:  # a paper replay holds one fixed
+        audit_config_changes(spark, config)  # on record before it is acted on
+        trading = read_trading_config(spark)
     gateway = gateway or build_gateway(config, trading)
     account = account_of(gateway)
     refuse_other_accounts(spark, config, account)

@@ -9,6 +9,7 @@ from delta.tables import DeltaTable
 
 from common.catalog import DATABASES, table_location, table_specs
 from common.config import ConfigError
+from common.config_audit import audit_config_changes
 from common.trading_config import read_trading_config
 from jobs import init_tables
 from jobs.sql_query import run_sql
@@ -108,3 +109,18 @@ def test_a_table_missing_new_catalog_columns_gets_them_added(spark, app_config, 
     report = init_tables.run(spark, app_config)
     assert report.columns_added["gold.job_runs"][:2] == ["started_at", "ended_at"]
     assert spark.table("gold.job_runs").columns == spec.column_names()
+
+
+def test_a_trading_config_made_before_its_change_feed_gets_it_and_its_changes_are_audited(
+        spark, app_config, restore_trading_config):
+    spark.sql("ALTER TABLE gold.trading_config UNSET TBLPROPERTIES ('delta.enableChangeDataFeed')")
+    spark.sql("UPDATE gold.trading_config SET param_value = '4' WHERE param_name = 'slippage_bps'")  # unrecorded
+    init_tables.run(spark, app_config)
+    properties = {r.key: r.value for r in spark.sql("SHOW TBLPROPERTIES gold.trading_config").collect()}
+    assert properties.get("delta.enableChangeDataFeed") == "true"
+    spark.sql("UPDATE gold.trading_config SET param_value = '5' WHERE param_name = 'slippage_bps'")
+    assert audit_config_changes(spark, app_config) >= 1
+    [details] = [json.loads(r.details) for r in spark.table("trading.audit_log").where(
+        "entity_type = 'trading_config' AND entity_id = 'slippage_bps'").collect()
+        if json.loads(r.details)["new_value"] == "5"]
+    assert details["old_value"] == "4"
