@@ -24,6 +24,7 @@ signal only); no entry on stale or holed 1m data (testnet, live); sizing on free
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -37,12 +38,13 @@ from common.config_audit import audit_config_changes
 from common.config import INTERVAL_MS, AppConfig
 from common.exchange.account import account_of, build_gateway
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
+from common.trade.lifecycle import entry_passed
 from common.trade.risk import notional_at_work, stale_data
 from common.trade.sizing import position_size, round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, audit, intent_row, latest_minute_closes, move_signals, of_account,
-    read_orders, refuse_other_accounts, wall_ms, with_snapshot, write_orders,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, audit, extremes_since, intent_row, latest_minute_closes,
+    move_signals, of_account, read_orders, refuse_other_accounts, wall_ms, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,9 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
         return result
     open_positions = (read_table(spark, config, "trading.positions_open").where(of_account(account)).collect())
     data_problems = _data_problems(spark, config, gateway, trading, sorted({s.symbol for s in signals}), clocks)
+    # A signal can wait confirmed for hours (one trade per symbol): the market may have left it.
+    extremes = extremes_since(spark, config, gateway.name, [(s.signal_id, s.symbol, s.known_at_ms, clocks[s.symbol])
+                                                            for s in signals if s.symbol in clocks])
     books = _Books(
         busy=Counter(p.symbol for p in open_positions) + Counter(o.symbol for o in resting if o.filled == 0),
         notional=notional_at_work([(Decimal(p.remaining_quantity), Decimal(p.entry_price)) for p in open_positions],
@@ -127,7 +132,8 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     moves, entries = [], []
     for signal in signals:
         try:
-            outcome = _plan_signal(gateway, account, trading, signal, recorded, books, clocks, data_problems)
+            outcome = _plan_signal(gateway, account, trading, signal, recorded, books, clocks, data_problems,
+                                   extremes.get(signal.signal_id))
         except Exception as error:  # noqa: BLE001 - one signal's trouble must not keep the others from trading
             log.exception("event=signal_failed signal_id=%s symbol=%s", signal.signal_id, signal.symbol)
             moves.append((signal.signal_id, "confirmed", "cancelled",
@@ -187,9 +193,11 @@ class _Entry:
 
 
 def _plan_signal(gateway, account, trading, signal, recorded: dict[str, OrderRow], books: _Books,
-                 clocks: dict[str, int], data_problems: dict[str, str]):
+                 clocks: dict[str, int], data_problems: dict[str, str],
+                 extremes: tuple[Decimal, Decimal] | None = None):
     """What to do with one confirmed signal: an _Entry, a (status, reason) move of the signal,
-    or the reason it is skipped this run (a str)."""
+    or the reason it is skipped this run (a str). extremes: the market's (high, low) since the
+    signal was known."""
     now_ms = clocks.get(signal.symbol)
     if now_ms is None:
         return "no 1m klines of the symbol to trade it on paper"
@@ -216,7 +224,7 @@ def _plan_signal(gateway, account, trading, signal, recorded: dict[str, OrderRow
     # way it goes through every guard now, as if it were new.
     unsent = [o for o in (ours, recorded.get(client_order_id(signal.signal_id, "sl", 0)))
               if o is not None and o.status in ("new", "unknown")]
-    refusal = _guards(trading, signal, books, now_ms, data_problems)
+    refusal = _guards(trading, signal, books, now_ms, data_problems, extremes)
     if refusal is not None:
         if not unsent or isinstance(refusal, str):
             return refusal
@@ -240,13 +248,23 @@ def _on_account(order: OrderRow, account) -> bool:
         account.exchange, account.mode, account.account)
 
 
-def _guards(trading, signal, books: _Books, now_ms: int, data_problems: dict[str, str]):
+def _guards(trading, signal, books: _Books, now_ms: int, data_problems: dict[str, str],
+            extremes: tuple[Decimal, Decimal] | None = None):
     """None when a new entry may go; else a (status, reason) move of the signal or a str reason
     to skip it for this run."""
     age_bars = (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
     if age_bars > trading.signal_max_age_bars:
         return ("expired", f"{age_bars} bars old at execution, more than signal_max_age_bars "
                            f"{trading.signal_max_age_bars}")
+    # As the scorer and the position manager judge a waiting entry: a stop the market has
+    # reached would be refused (or trigger at once), a TP1 reached means the move is gone.
+    if extremes is not None and _plan_in_order(signal):  # else the sizing refuses the plan, and says why
+        passed = entry_passed(signal.direction, Decimal(str(signal.sl_price)), Decimal(str(signal.tp1_price)),
+                              *extremes)
+    else:
+        passed = None
+    if passed is not None:
+        return ("expired", f"entry passed: {passed} before the order")
     if signal.symbol in data_problems:
         return data_problems[signal.symbol]
     if sum(books.busy.values()) >= trading.max_open_positions:
@@ -254,6 +272,14 @@ def _guards(trading, signal, books: _Books, now_ms: int, data_problems: dict[str
     if books.busy[signal.symbol] >= trading.max_positions_per_symbol:
         return "a position or entry on the symbol already"
     return None
+
+
+def _plan_in_order(signal) -> bool:
+    """The stop, the entry and TP1 finite and in that order along the trade's direction."""
+    levels = [signal.sl_price, signal.entry_price, signal.tp1_price]
+    if any(level is None or not math.isfinite(level) for level in levels):
+        return False
+    return levels == sorted(levels) if signal.direction == "long" else levels == sorted(levels, reverse=True)
 
 
 def _size_entry(gateway, account, trading, signal, books: _Books, now_ms: int) -> list[OrderRow] | str:

@@ -34,13 +34,13 @@ from common.exchange.account import account_of, build_gateway
 from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.exchange.paper import Bar
 from common.local_frames import local_frame, stored_values
-from common.trade.lifecycle import Trade, TradeState, trade_result
+from common.trade.lifecycle import Trade, TradeState, entry_passed, trade_result
 from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, reconcile
 from common.trade.sizing import round_price, round_stop
 from common.trading_config import TradingConfig, read_trading_config
 from jobs.trading_store import (
-    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, costs_of, intent_row, of_account, read_orders,
-    refuse_other_accounts, wall_ms, with_snapshot, write_orders,
+    ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, _ts, audit, costs_of, extremes_since, intent_row, of_account,
+    read_orders, refuse_other_accounts, wall_ms, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     active = read_orders(spark, config, f"{ACTIVE_ORDERS} AND {of_account(account)}")
     stored_positions = {p.position_id: p for p in read_table(spark, config, "trading.positions_open")
                         .where(of_account(account)).collect()}
-    signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in stored_positions.values()})
+    signal_ids = sorted({o.signal_id for o in active} | {p.signal_id for p in stored_positions.values()}
+                        | _filled_without_position(spark, config, account, stored_positions))
     if not signal_ids:
         _check_against_exchange(spark, config, gateway, trading, result)
         return result
@@ -101,7 +102,8 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
         step = _Step(signals[signal_id], rows, clocks[rows[0].symbol])
         if _isolated(step, result, lambda: _rebuild(gateway, trading, step)):
             steps.append(step)
-    extremes = _extremes_since_signals(spark, config, gateway, [s for s in steps if _may_be_void(s, trading)])
+    extremes = extremes_since(spark, config, gateway.name, [(s.signal.signal_id, s.signal.symbol, s.signal.known_at_ms,
+                                                              s.now_ms) for s in steps if _may_be_void(s, trading)])
     for step in steps:
         _isolated(step, result, lambda: _decide(gateway, trading, step, extremes, events, result, settle))
     audit(spark, config, events)
@@ -145,6 +147,18 @@ def _isolated(step: _Step, result: ManagerResult, work) -> bool:
         result.actions["positions that failed (see the log)"] += 1
         step.failed = True
         return False
+
+
+def _filled_without_position(spark: SparkSession, config: AppConfig, account, stored_positions) -> set[str]:
+    """Trades whose entry filled but that have no position row yet, open or closed: an entry
+    filled on arrival whose stop was then refused leaves no order active, and the trade must
+    still get its stop (or be closed) this turn."""
+    closed = read_table(spark, config, "trading.positions_closed").where(of_account(account)).select("signal_id")
+    filled = (read_table(spark, config, "trading.orders")
+              .where(f"leg = 'entry' AND filled > 0 AND {of_account(account)}")
+              .join(closed, "signal_id", "left_anti").select("signal_id").distinct().collect())
+    known = {p.signal_id for p in stored_positions.values()}
+    return {row.signal_id for row in filled} - known
 
 
 def _check_against_exchange(spark, config, gateway, trading, result: ManagerResult) -> None:
@@ -397,40 +411,13 @@ def _bars_waited(signal, now_ms: int) -> int:
     return (now_ms - signal.known_at_ms) // INTERVAL_MS[signal.interval]
 
 
-def _extremes_since_signals(spark, config, gateway, steps: list[_Step]) -> dict[str, tuple[Decimal, Decimal]]:
-    """signal id -> (highest high, lowest low) of the 1m klines after the signal was known, up
-    to the step's now: one read for every waiting entry of the turn."""
-    if not steps:
-        return {}
-    klines = (read_table(spark, config, "silver.unified_klines")
-              .where((F.col("exchange") == gateway.name) & (F.col("interval") == "1m")
-                     & F.col("symbol").isin(sorted({s.signal.symbol for s in steps}))
-                     & (F.col("open_time_ms") > min(s.signal.known_at_ms for s in steps))
-                     & (F.col("close_time_ms") <= max(s.now_ms for s in steps)))
-              .select("symbol", "open_time_ms", "close_time_ms", "high", "low").collect())
-    extremes = {}
-    for step in steps:
-        seen = [k for k in klines if k.symbol == step.signal.symbol and k.open_time_ms > step.signal.known_at_ms
-                and k.close_time_ms <= step.now_ms]
-        if seen:
-            extremes[step.signal.signal_id] = (max(_d(k.high) for k in seen), min(_d(k.low) for k in seen))
-    return extremes
-
-
 def _entry_void(signal, trade, trading, now_ms: int, extremes: tuple[Decimal, Decimal] | None) -> str | None:
     """Why a waiting entry should go: too many bars, or price reached the stop or TP1 first."""
     waited = _bars_waited(signal, now_ms)
     if waited >= trading.entry_timeout_bars:
         return f"entry not filled after {waited} bars (entry_timeout_bars {trading.entry_timeout_bars})"
-    if extremes is None:
-        return None
-    high, low = extremes
-    long = trade.direction == "long"
-    if (high >= trade.tp1_price) if long else (low <= trade.tp1_price):
-        return "entry void: price reached TP1 first"
-    if (low <= trade.sl_price) if long else (high >= trade.sl_price):
-        return "entry void: price reached the stop loss first"
-    return None
+    passed = None if extremes is None else entry_passed(trade.direction, trade.sl_price, trade.tp1_price, *extremes)
+    return None if passed is None else f"entry void: {passed} first"
 
 
 def _store_positions(spark, config, gateway, steps: list[_Step], stored: dict, result: ManagerResult) -> None:

@@ -229,6 +229,27 @@ def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, 
 
 
 
+def extremes_since(spark: SparkSession, config: AppConfig, exchange: str,
+                   windows: list[tuple[str, str, int, int]]) -> dict[str, tuple[Decimal, Decimal]]:
+    """key -> (highest high, lowest low) of the exchange's 1m klines of `symbol` that opened
+    after `after_ms` and closed by `until_ms`, for each (key, symbol, after_ms, until_ms): one
+    read for them all. A window without a kline yet has no key."""
+    if not windows:
+        return {}
+    klines = (read_table(spark, config, "silver.unified_klines")
+              .where((F.col("exchange") == exchange) & (F.col("interval") == "1m")
+                     & F.col("symbol").isin(sorted({symbol for _, symbol, _, _ in windows}))
+                     & (F.col("open_time_ms") > min(after for _, _, after, _ in windows))
+                     & (F.col("close_time_ms") <= max(until for _, _, _, until in windows)))
+              .select("symbol", "open_time_ms", "close_time_ms", "high", "low").collect())
+    extremes = {}
+    for key, symbol, after_ms, until_ms in windows:
+        seen = [k for k in klines if k.symbol == symbol and k.open_time_ms > after_ms and k.close_time_ms <= until_ms]
+        if seen:
+            extremes[key] = (max(_dec(k.high) for k in seen), min(_dec(k.low) for k in seen))
+    return extremes
+
+
 def wall_ms() -> int:
     """Now on the wall clock, in epoch milliseconds (the clock of testnet and live trading)."""
     return int(datetime.now(timezone.utc).timestamp() * 1000)

@@ -155,6 +155,17 @@ def apply_exit_fill(trade: Trade, leg: str, price: Decimal, amount: Decimal, fee
     return replace(trade, exited=exited, fills=fills)
 
 
+def entry_passed(direction: str, sl_price: Decimal, tp1_price: Decimal, high: Decimal, low: Decimal) -> str | None:
+    """Why an entry not yet filled should not be (or stay) placed, given the market's extremes
+    since its signal: the price reached TP1 (the move is gone) or the stop (the setup failed)."""
+    long = direction == LONG
+    if (high >= tp1_price) if long else (low <= tp1_price):
+        return "price reached TP1"
+    if (low <= sl_price) if long else (high >= sl_price):
+        return "price reached the stop loss"
+    return None
+
+
 def paper_bar(trade: Trade, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal, time_ms: int, costs: Costs,
               rules: MarketRules, tp1_close_pct: Decimal, move_sl_to_breakeven: bool,
               entry_timeout_bars: int) -> Trade:

@@ -555,6 +555,10 @@ class FakeExchange:
         with self._lock:
             return [tuple(f) for f in self._faults]
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def _take_fault(self, exchange: str, path: str, method: str) -> str | None:
         with self._lock:
             for entry in self._faults:

@@ -16,7 +16,8 @@ from common.trading_config import read_trading_config
 from tests.spark.rows import append
 
 SYMBOL = "PAPUSDT"  # this test's own: the lake is shared
-MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "PAPCUSDT", "PAPDUSDT", "PAPEUSDT", "GHOSTUSDT", "OTHERUSDT", "TESTNUSDT")
+MODULE_SYMBOLS = (SYMBOL, "PAPBUSDT", "PAPCUSDT", "PAPDUSDT", "PAPEUSDT", "PAPFUSDT", "PAPGUSDT", "GHOSTUSDT",
+                  "OTHERUSDT", "TESTNUSDT")
 SIGNAL = "paper-signal-1"
 PAPER = TradingAccount("binance", "paper", "paper")
 H, M = 3_600_000, 60_000
@@ -207,6 +208,39 @@ def test_the_manager_records_what_the_exchange_holds_that_we_do_not_track(spark,
         assert spark.table("trading.audit_log").count() == before
     finally:
         spark.sql("DELETE FROM trading.positions_open WHERE position_id = 'paper-phantom'")
+
+
+def test_a_confirmed_signal_the_market_has_left_is_expired_not_sent(spark, config, trading_symbol):
+    """A confirmed signal can wait hours for its turn (one trade per symbol). When the engine
+    comes to it, a market that has since reached its stop (the setup failed, and the stop would
+    trigger at once) or its TP1 (the move is gone) expires it, as the scorer would have, and
+    no order is sent; a signal the market has not left is traded."""
+    day = T0 + 6 * 86_400_000
+    symbols = ("PAPFUSDT", "PAPGUSDT")
+    trading_symbol("trading_symbols", '["PAPFUSDT", "PAPGUSDT"]')
+    trading_symbol("max_open_positions", "5")
+    try:
+        append(spark, "gold.signals_all", [{
+            "signal_id": f"paper-left-{n}", "strategy": "smc", "exchange": "binance", "symbol": symbols[n % 2],
+            "interval": "1h", "direction": direction, "status": "confirmed", "trigger_bar_time_ms": day,
+            "known_at_ms": day + H - 1, "entry_price": 100.0, "sl_price": sl, "tp1_price": tp1, "tp2_price": tp2}
+            for n, (direction, sl, tp1, tp2) in enumerate([("long", 98.0, 104.0, 108.0), ("short", 102.0, 96.0, 92.0),
+                                                           ("long", 97.0, 104.0, 108.0)])])
+        # PAPF went down to 97.5 (through signal 0's stop, above signal 2's); PAPG down to 96 (signal 1's TP1)
+        append(spark, "silver.unified_klines", [
+            {**minute(60, 100.5, 101, 97.5, start_ms=day), "symbol": "PAPFUSDT", "exchange_symbol": "PAPFUSDT"},
+            {**minute(61, 99, 100.2, 99, start_ms=day), "symbol": "PAPFUSDT", "exchange_symbol": "PAPFUSDT"},
+            {**minute(60, 99.5, 100, 96, start_ms=day), "symbol": "PAPGUSDT", "exchange_symbol": "PAPGUSDT"}])
+        result = execution_engine.run(spark, config)
+        statuses = {r.signal_id: (r.status, r.status_reason) for r in spark.table("gold.signals_all")
+                    .where("signal_id LIKE 'paper-left-%'").collect()}
+        assert statuses["paper-left-0"] == ("expired", "entry passed: price reached the stop loss before the order")
+        assert statuses["paper-left-1"] == ("expired", "entry passed: price reached TP1 before the order")
+        assert statuses["paper-left-2"][0] == "executed" and result.placed == 1
+        sent = {r.signal_id for r in spark.table("trading.orders").where("signal_id LIKE 'paper-left-%'").collect()}
+        assert sent == {"paper-left-2"}
+    finally:
+        trading_symbol("max_open_positions", "3")
 
 
 def test_a_testnet_position_open_refuses_trading_on_paper(spark, config, trading_symbol):

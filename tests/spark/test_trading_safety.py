@@ -350,3 +350,165 @@ def test_a_stop_is_replaced_only_once_its_successor_works(spark, config, set_par
     settle_account.run(spark, testnet)
     position_manager.run(spark, testnet)
     assert fake.position("binance", "BTCUSDT")[0] == 0
+
+
+# -- the fault campaign ------------------------------------------------------------------------
+
+# (path substring, HTTP method) of the requests a fault may hit; a "timeout" or a 5xx answer
+# comes after the fake exchange did what was asked (a lost answer), "rejected" before.
+FAULT_TARGETS = (("/fapi/v1/order", "POST"), ("/fapi/v1/algoOrder", "POST"), ("/fapi/v1/order", "GET"),
+                 ("/fapi/v1/algoOrder", "GET"), ("/fapi/v1/order", "DELETE"), ("/fapi/v1/algoOrder", "DELETE"),
+                 ("/fapi/", None))
+FAULT_KINDS = ("timeout", "http_500", "http_503", "rejected", "http_429")
+CAMPAIGN_SEED, CAMPAIGN_BARS, CAMPAIGN_FIRST_HOUR = 26, 15, 40
+CAMPAIGN_KLINES_PARTITION = 26  # marks the campaign's klines, deleted after it: the lake is shared
+
+
+def campaign_bars():
+    """Hours of the bundled sample (Bitstamp BTC/USD), the market the campaign's fake exchange moves through."""
+    from tests.sample_series import sample_series
+
+    hours = sample_series(intervals=("1h",))["1h"]
+    hours = hours.iloc[CAMPAIGN_FIRST_HOUR:CAMPAIGN_FIRST_HOUR + CAMPAIGN_BARS]
+    return hours[["open", "high", "low", "close"]].round(1).to_dict("records")  # BTCUSDT's tick
+
+
+def campaign_signal(signal_id, last_bar, known_at_ms):
+    """A confirmed signal in the last hour's direction, its limit at the last price (so the entry
+    fills on arrival, and its stop goes out on a live position), the stop 0.35 % away (about one
+    hour's range, so trades end within the campaign), TP1 and TP2 at 1 R and 2 R."""
+    side = 1 if last_bar["close"] >= last_bar["open"] else -1
+    entry = last_bar["close"]
+    risk = round(entry * 0.0035, 1)
+    return signal(signal_id, "BTCUSDT", 0, direction="long" if side > 0 else "short", entry=entry,
+                  sl=entry - side * risk, tp1=entry + side * risk, tp2=entry + side * 2 * risk,
+                  known_at=known_at_ms)
+
+
+def working_stop(fake, position_amount):
+    """An open stop on the exchange that closes the position on its losing side."""
+    book = fake.book("binance")
+    side = "sell" if position_amount > 0 else "buy"
+    return any(o.is_open and o.trigger is not None and o.side == side
+               and (o.close_position or o.amount >= abs(position_amount))
+               and ((o.trigger < book.price("BTCUSDT")) == (position_amount > 0))
+               for o in book.orders.values())
+
+
+def test_fault_campaign_keeps_every_invariant_after_every_turn(spark, config, set_param, fake, app_env, monkeypatch,
+                                                               tmp_path):
+    """A seeded campaign: fifteen hours of the sample's BTC market on the fake exchange, a signal
+    planted every third hour, the engine then the manager each hour through ccxt, and before
+    each job one or two faults drawn from random.Random(CAMPAIGN_SEED): a timeout or a 5xx after
+    the exchange acted (a lost answer), a rejection or a 429 before, on the order, stop, lookup
+    or cancel endpoints. After every turn: no client id twice at the exchange, nothing on another
+    account, no entry the guards refuse (one trade at a time on the symbol, 1 % of the equity at
+    risk), and no position left without a working stop by a manager's turn the exchange did not
+    fail (nor by two running); then, faults over, our books equal the exchange's to the cent."""
+    import random
+    from collections import Counter
+
+    from common.exchange.account import account_of
+
+    rng = random.Random(CAMPAIGN_SEED)
+    testnet = app_config_on_testnet(app_env, config, fake, monkeypatch, tmp_path)
+    to_testnet(spark, config, set_param)
+    bars = campaign_bars()
+    fake.trade_price("binance", "BTCUSDT", bars[0]["open"])
+    start_balance = fake.wallet_balance("binance")
+    account = account_of(build_gateway(testnet, read_trading_config(spark)))
+    planted, failures, injected, equity_at_entry = [], Counter(), Counter(), {}
+    bare = {"turns": 0}
+    # The jobs' clock is the wall, and the campaign's hours go by in seconds: hour h is the 1m
+    # kline of minute first_minute + h, written as the market goes through it. They lie half an
+    # hour and more in the past, closed and in order, so every job sees the same klines whatever
+    # the wall clock does; data_max_age_seconds lets them count as fresh, and the ten minutes
+    # before them fill data_gap_window_minutes (60).
+    first_minute = int(time.time() * 1000) // M * M - 50 * M
+    set_param("data_max_age_seconds", "7200")
+    spark.sql(f"DELETE FROM silver.unified_klines WHERE exchange = 'binance' AND symbol = 'BTCUSDT' AND "
+              f"interval = '1m' AND open_time_ms >= {first_minute - 12 * M}")  # earlier tests' fresh minutes
+    open_ = bars[0]["open"]
+    append(spark, "silver.unified_klines", [{**minute("BTCUSDT", first_minute - n * M, open_, open_, open_, open_),
+                                             "kafka_partition": CAMPAIGN_KLINES_PARTITION} for n in range(1, 13)])
+
+    def move_market(hour, bar):
+        fake.advance_price("binance", "BTCUSDT", open=bar["open"], high=bar["high"], low=bar["low"],
+                           close=bar["close"])
+        append(spark, "silver.unified_klines", [{
+            **minute("BTCUSDT", first_minute + hour * M, bar["open"], bar["high"], bar["low"], bar["close"]),
+            "kafka_partition": CAMPAIGN_KLINES_PARTITION}])
+
+    def inject_faults():
+        for _ in range(rng.choice((0, 1, 1, 2))):
+            path, method = rng.choice(FAULT_TARGETS)
+            kind = rng.choice(FAULT_KINDS if method == "POST" else [k for k in FAULT_KINDS if k != "rejected"])
+            fake.inject("binance", path, kind, times=1, method=method)
+            injected[kind] += 1
+
+    def run(job):
+        """The job's run, and whether the exchange failed one of its requests."""
+        first = len(fake.requests)
+        try:
+            job.run(spark, testnet)
+        except Exception as error:  # a failed run is retried at the next turn, as the stream does
+            failures[f"{job.__name__.split('.')[-1]}: {type(error).__name__}"] += 1
+        return any(r["fault"] is not None for r in fake.requests[first:])
+
+    def check_invariants(hour, equity_now=None, manager_turn_faulted=None):
+        book = fake.book("binance")
+        ids = Counter(o.client_id for o in book.orders.values())
+        assert [i for i, n in ids.items() if n > 1] == [], f"hour {hour}: an order twice"
+        assert fake.book("bybit").orders == {}
+        ours = spark.table("trading.orders").where("signal_id LIKE 'safe-fc-%'").collect()
+        assert {(o.mode, o.account) for o in ours} <= {("testnet", account.account)}, f"hour {hour}: other account"
+        assert {o.client_id for o in book.orders.values()} <= {o.client_order_id for o in ours}
+        entries = [o for o in book.orders.values() if not (o.reduce_only or o.close_position) and o.type == "limit"]
+        for entry in entries:  # sized on the equity the engine read, 1 % of it at risk
+            assert entry.client_id in equity_at_entry or equity_now is not None, f"hour {hour}: an entry not the engine's"
+            equity = equity_at_entry.setdefault(entry.client_id, equity_now)
+            planned = next(s for s in planted if client_order_id(s["signal_id"], "entry") == entry.client_id)
+            risk = entry.amount * abs(entry.price - D(str(planned["sl_price"])))
+            assert risk <= equity * D("0.01") * D("1.001"), f"hour {hour}: {entry.client_id} risks {risk} of {equity}"
+        position = fake.position("binance", "BTCUSDT")[0]
+        waiting = [e for e in entries if e.is_open and e.filled == 0]
+        assert len(waiting) + (position != 0) <= 1, f"hour {hour}: two trades at once on BTCUSDT"
+        if manager_turn_faulted is None:
+            return
+        # The manager protects or closes a bare position in its turn, unless the exchange failed it.
+        bare["turns"] = bare["turns"] + 1 if position != 0 and not working_stop(fake, position) else 0
+        assert bare["turns"] == 0 or manager_turn_faulted, f"hour {hour}: a position left without a working stop"
+        assert bare["turns"] <= 2, f"hour {hour}: a position without a working stop for {bare['turns']} turns"
+
+    try:
+        for hour, bar in enumerate(bars):
+            if hour % 3 == 1:  # known at the close of the hour before
+                planted.append(campaign_signal(f"safe-fc-{hour}", bars[hour - 1], first_minute + hour * M - 1))
+                append(spark, "gold.signals_all", [planted[-1]])
+            inject_faults()
+            equity_before = fake.book("binance").equity()
+            run(execution_engine)
+            check_invariants(hour, equity_now=equity_before)
+            move_market(hour, bar)
+            inject_faults()
+            faulted = run(position_manager)
+            check_invariants(hour, manager_turn_faulted=faulted)
+
+        fake.clear_faults()  # those no request took
+        settle_account.run(spark, testnet)
+        for _ in range(2):
+            position_manager.run(spark, testnet)
+        position, _entry = fake.position("binance", "BTCUSDT")
+        book = fake.book("binance")
+        ours = {o.client_order_id: o for o in spark.table("trading.orders").where("signal_id LIKE 'safe-fc-%'").collect()}
+        assert position == 0 and not [o.client_id for o in book.orders.values() if o.is_open]
+        assert not [o for o in ours.values() if o.status in ("new", "open", "unknown", "canceling")]
+        closed = spark.table("trading.positions_closed").where("signal_id LIKE 'safe-fc-%'").collect()
+        assert sum(c.net_pnl for c in closed) == fake.wallet_balance("binance") - start_balance  # to the cent
+        print(f"campaign: {len(planted)} signals, {len(closed)} trades closed "
+              f"({Counter(c.exit_reason for c in closed)}), faults injected {dict(injected)}, "
+              f"job runs failed {dict(failures)}")
+        assert len(closed) >= 2 and sum(injected.values()) >= 10
+    finally:  # BTCUSDT klines at this market would void a later test's plan
+        spark.sql(f"DELETE FROM silver.unified_klines WHERE exchange = 'binance' AND symbol = 'BTCUSDT' "
+                  f"AND kafka_partition = {CAMPAIGN_KLINES_PARTITION}")

@@ -148,3 +148,15 @@ def test_exposure_is_counted_against_total_equity_and_named_when_it_is_used_up()
     full = position_size(D(5_000), D(1), D(100), D(98), RULES, D(3), D(300), open_notional=D(30_000),
                          exposure_equity=D(10_000))
     assert full.amount == 0 and full.refusal.startswith("max_total_exposure_pct reached")
+
+
+def test_an_entry_is_passed_once_the_market_reached_its_tp1_or_its_stop():
+    from common.trade.lifecycle import entry_passed
+
+    long_plan, short_plan = ("long", D(98), D(104)), ("short", D(102), D(96))
+    assert entry_passed(*long_plan, D(103.9), D(98.1)) is None
+    assert entry_passed(*long_plan, D(104), D(99)) == "price reached TP1"
+    assert entry_passed(*long_plan, D(101), D(98)) == "price reached the stop loss"
+    assert entry_passed(*short_plan, D(101.9), D(96.1)) is None
+    assert entry_passed(*short_plan, D(101), D(96)) == "price reached TP1"
+    assert entry_passed(*short_plan, D(102), D(99)) == "price reached the stop loss"
