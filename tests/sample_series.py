@@ -14,3 +14,10 @@ def sample_series(intervals=("15m", "1h", "4h")) -> dict:
         bars["close_time_ms"] = bars["open_time_ms"] + INTERVAL_MS[interval] - 1
         series[interval] = bars
     return series
+
+
+def sample_days(path, days: int):
+    """The sample's first `days` days of 1m klines, written as a kline file at `path` (for the
+    stream tests that need whole days, not all fourteen): the path."""
+    read_kline_file(sample_path()).head(days * 1440).to_csv(path, index=False)
+    return path

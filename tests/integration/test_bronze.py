@@ -80,12 +80,12 @@ def test_malformed_messages_still_land_in_bronze_raw(spark, pipeline_env):
 
 
 def test_bronze_stream_killed_with_sigkill_neither_loses_nor_duplicates(spark, pipeline_env, tmp_path):
-    env = {**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "okx", "CRYPTOBOT_STREAMING__MAX_OFFSETS_PER_TRIGGER": "300",
+    env = {**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "okx", "CRYPTOBOT_STREAMING__MAX_OFFSETS_PER_TRIGGER": "1000",
            "CRYPTOBOT_STREAMING__TRIGGER_INTERVAL_SECONDS": "1"}
     config = load_config(env=env)
     topic = config.klines_topic("okx")
     producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all")
-    total = 6_000
+    total = 5_000
     for i in range(total):
         producer.send(topic, key=b"BTCUSDT|1m", value=json.dumps({"n": i}).encode())
     producer.flush()
@@ -98,7 +98,7 @@ def test_bronze_stream_killed_with_sigkill_neither_loses_nor_duplicates(spark, p
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             done = bronze_rows(spark, "bronze.okx_klines", topic).count() if _has_rows(spark) else 0
-            if done >= 600:  # a few batches are in: kill it in the middle of the work
+            if done >= 1_000:  # a batch is in, the next under way: kill it in the middle of the work
                 break
             assert stream.poll() is None, (tmp_path / "stream.log").read_text()[-3000:]
             time.sleep(0.5)

@@ -9,7 +9,8 @@ from pathlib import Path
 from common.config import load_config
 from streaming.app import run_stream
 from streaming.replay import replay_file
-from streaming.sample_data import SAMPLE_SOURCE, sample_path
+from streaming.sample_data import SAMPLE_SOURCE
+from tests.sample_series import sample_days
 
 SYMBOL = "STOPUSDT"  # this test's own: the lake is shared
 
@@ -19,12 +20,12 @@ def batches(checkpoint: Path, kind: str) -> set[int]:
     return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.exists() else set()
 
 
-def test_a_stop_request_lets_every_query_finish_its_batch(spark, pipeline_env):
+def test_a_stop_request_lets_every_query_finish_its_batch(spark, pipeline_env, tmp_path):
     config = load_config(env={**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "binance",
                               "CRYPTOBOT_EXCHANGES__SYMBOLS": SYMBOL, "CRYPTOBOT_EXCHANGES__INTERVALS": "15m",
                               "CRYPTOBOT_STREAMING__TRIGGER_INTERVAL_SECONDS": "1",
-                              "CRYPTOBOT_STREAMING__MAX_OFFSETS_PER_TRIGGER": "2000"})
-    replay_file(config, sample_path(), exchange="binance", symbol=SYMBOL, derive=["15m"], source=SAMPLE_SOURCE)
+                              "CRYPTOBOT_STREAMING__MAX_OFFSETS_PER_TRIGGER": "1000"})
+    replay_file(config, sample_days(tmp_path / "sample.csv", 5), exchange="binance", symbol=SYMBOL, derive=["15m"], source=SAMPLE_SOURCE)
     stop = threading.Event()
     runner = threading.Thread(target=run_stream, args=(spark, config), kwargs={"stop": stop, "stages": 2})
     runner.start()
@@ -33,7 +34,7 @@ def test_a_stop_request_lets_every_query_finish_its_batch(spark, pipeline_env):
     while not batches(silver_checkpoint, "commits") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert batches(silver_checkpoint, "commits"), "silver committed no batch in time"
-    stop.set()  # the sample's ~21k messages at 2,000 a batch: bronze and silver are still busy
+    stop.set()  # five days' ~7.7k messages at 1,000 a batch: bronze and silver are still busy
     runner.join(timeout=300)
     assert not runner.is_alive()
 

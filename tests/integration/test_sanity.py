@@ -8,7 +8,8 @@ from common.config import load_config
 from jobs.sanity_checks import FAIL, PASS, check_unified, reconcile_bronze_to_silver
 from streaming.app import run_stream
 from streaming.replay import replay_file
-from streaming.sample_data import SAMPLE_SOURCE, sample_path
+from streaming.sample_data import SAMPLE_SOURCE
+from tests.sample_series import sample_days
 
 CRYPTOBOT = str(Path(sys.executable).parent / "cryptobot")
 SYMBOL = "ADAUSDT"
@@ -20,11 +21,11 @@ def failures(results):
     return [r for r in results if r.status == FAIL]
 
 
-def test_sanity_passes_on_the_sample_and_fails_clearly_on_a_crafted_gap(spark, pipeline_env):
+def test_sanity_passes_on_the_sample_and_fails_clearly_on_a_crafted_gap(spark, pipeline_env, tmp_path):
     env = {**pipeline_env, "CRYPTOBOT_EXCHANGES__ENABLED": "binance", "CRYPTOBOT_EXCHANGES__SYMBOLS": SYMBOL}
     config = load_config(env=env)
-    replay_file(config, sample_path(), exchange="binance", symbol=SYMBOL, derive=["15m", "1h", "4h"],
-                source=SAMPLE_SOURCE)
+    replay_file(config, sample_days(tmp_path / "sample.csv", 3), exchange="binance", symbol=SYMBOL,
+                derive=["15m", "1h", "4h"], source=SAMPLE_SOURCE)
     run_stream(spark, config, available_now=True, stages=3)
 
     clean = (reconcile_bronze_to_silver(spark, config, now_ms=FAR_FUTURE_MS, symbols=[SYMBOL])

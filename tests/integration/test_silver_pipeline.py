@@ -14,10 +14,12 @@ from kafka import KafkaProducer
 from common.config import load_config
 from streaming.app import run_stream
 from streaming.replay import replay_file
-from streaming.sample_data import SAMPLE_ROWS, SAMPLE_SOURCE, sample_path
+from streaming.sample_data import SAMPLE_SOURCE
+from tests.sample_series import sample_days
 
 CRYPTOBOT = str(Path(sys.executable).parent / "cryptobot")
-SAMPLE_KLINES = SAMPLE_ROWS + SAMPLE_ROWS // 15 + SAMPLE_ROWS // 60 + SAMPLE_ROWS // 240
+DAYS = 4  # of the sample: whole days, so every 15m, 1h and 4h bar is complete
+SAMPLE_KLINES = DAYS * (1440 + 96 + 24 + 6)
 FIRST_OPEN_MS = 1_786_924_800_000  # the sample's first minute
 
 
@@ -35,10 +37,10 @@ def send(config, topic, messages):
     producer.close()
 
 
-def test_every_message_ends_up_in_exactly_one_place(spark, pipeline_env):
+def test_every_message_ends_up_in_exactly_one_place(spark, pipeline_env, tmp_path):
     config = load_config(env=env_for(pipeline_env, "XRPUSDT"))
     topic = config.klines_topic("binance")
-    replay_file(config, sample_path(), exchange="binance", symbol="XRPUSDT", derive=["15m", "1h", "4h"],
+    replay_file(config, sample_days(tmp_path / "sample.csv", DAYS), exchange="binance", symbol="XRPUSDT", derive=["15m", "1h", "4h"],
                 source=SAMPLE_SOURCE)
     first = {"schema_version": 1, "exchange": "binance", "symbol": "XRPUSDT", "interval": "1m",
              "open_time": FIRST_OPEN_MS, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0}
@@ -81,10 +83,10 @@ def test_every_message_ends_up_in_exactly_one_place(spark, pipeline_env):
 
 
 def test_streaming_app_killed_midway_leaves_no_duplicate_and_no_missing_key(spark, pipeline_env, tmp_path):
-    env = env_for(pipeline_env, "SOLUSDT", streaming__max_offsets_per_trigger="3000",
+    env = env_for(pipeline_env, "SOLUSDT", streaming__max_offsets_per_trigger="1500",
                   streaming__trigger_interval_seconds="1")
     config = load_config(env=env)
-    replay_file(config, sample_path(), exchange="binance", symbol="SOLUSDT", derive=["15m", "1h", "4h"],
+    replay_file(config, sample_days(tmp_path / "sample.csv", DAYS), exchange="binance", symbol="SOLUSDT", derive=["15m", "1h", "4h"],
                 source=SAMPLE_SOURCE)
 
     def silver_rows():
@@ -95,7 +97,7 @@ def test_streaming_app_killed_midway_leaves_no_duplicate_and_no_missing_key(spar
                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and silver_rows() < 3000:
+        while time.monotonic() < deadline and silver_rows() < 1500:
             assert app.poll() is None, (tmp_path / "stream.log").read_text()[-3000:]
             time.sleep(1)
     finally:
