@@ -16,7 +16,7 @@ JOB         ?= init_tables
 PYTEST_ARGS ?=
 ARGS        ?=
 
-.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage monitor backtest demo sanity sql submit bench test test-unit \
+.PHONY: setup check-tools kafka-up kafka-down kafka-status init produce replay stream scan score execute manage monitor backtest demo sanity sql submit bench test test-unit lint-imports \
         test-spark test-cluster \
         test-integration dist clean clean-data
 
@@ -139,7 +139,7 @@ submit: dist
 
 # The whole suite: unit, Spark (real Delta) and integration (real Kafka broker) tests, but for the
 # standalone-cluster test (make test-cluster).
-test: setup
+test: setup lint-imports
 	$(PY) -m pytest tests -m "not cluster" $(PYTEST_ARGS)
 
 # A Spark standalone master and worker on this machine; the stream and a backtest there equal local mode.
@@ -147,8 +147,13 @@ test-cluster: setup
 	$(PY) -m pytest tests -m cluster $(PYTEST_ARGS)
 
 # Quick loop: pure functions only, no JVM.
-test-unit: setup
+test-unit: setup lint-imports
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The import layers (.importlinter): jobs > streaming > common, the domain core and the exchange
+# adapters below the stages. Circles and private imports: tests/unit/test_layers.py.
+lint-imports: setup
+	$(VENV)/bin/lint-imports
 
 test-spark: setup
 	$(PY) -m pytest tests/spark $(PYTEST_ARGS)

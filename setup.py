@@ -23,6 +23,7 @@ setup(
     ],
     extras_require={"test": ["pytest==8.4.2", "pytest-timeout==2.4.0", "chispa==0.12.0", "empyrical-reloaded==0.7.1",
                              "scipy==1.17.1", "Bottleneck==1.6.0", "peewee==3.17.3",
-                             "hypothesis==6.170.27", "sortedcontainers==2.4.0"]},
+                             "hypothesis==6.170.27", "sortedcontainers==2.4.0", "import-linter==2.17",
+                             "grimp==3.20"]},
     entry_points={"console_scripts": ["cryptobot=jobs.cli:main"]},
 )

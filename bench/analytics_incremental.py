@@ -22,8 +22,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.analytics.series import analyze_series  # noqa: E402
-from common.config import INTERVAL_MS, load_config  # noqa: E402
+from common.analytics.series import AnalyticsParams, analyze_series  # noqa: E402
+from common.config import load_config  # noqa: E402
+from common.intervals import INTERVAL_MS  # noqa: E402
 from common.spark_session import build_spark_session  # noqa: E402
 from jobs import init_tables  # noqa: E402
 from streaming.analytics import process_klines_batch  # noqa: E402
@@ -67,7 +68,7 @@ def append_unified(spark, config, frames: list[pd.DataFrame]) -> None:
 
 def seed_states(spark, config, histories: dict[str, pd.DataFrame]) -> None:
     """The state the stream would have stored after the history (computed over its tail)."""
-    params = config.analytics.params("1m")
+    params = AnalyticsParams.from_config(config.analytics, "1m")
     rows = []
     for symbol, bars in histories.items():
         tail = bars.tail(params.lookback_bars + 2_000)

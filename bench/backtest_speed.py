@@ -344,7 +344,8 @@ def strategy_grid(args) -> dict:
 
     from pyspark.sql import functions as F
 
-    from common.config import INTERVAL_MS, load_config
+    from common.config import load_config
+    from common.intervals import INTERVAL_MS
     from common.spark_session import build_spark_session
     from jobs import init_tables
     from streaming.kline_files import resample_klines

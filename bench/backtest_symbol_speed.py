@@ -3,7 +3,7 @@
 
 One symbol's year of 15m klines generated as the grid does (`grid_bars`), 1h and 4h resampled
 from them (`resample_klines`), the frame applyInPandas would hand over (symbol, interval, bars)
-passed to the function `jobs.backtesting._backtest_symbol` returns. No JVM is started (pyspark
+passed to the function `jobs.backtesting.backtest_symbol` returns. No JVM is started (pyspark
 is imported by jobs/backtesting.py, never used here). The wall time is split into
 - analytics: `analyze` (analyze_series: structure, zones, volume profile) of every interval;
 - backtest: the rest of the call (scan_series, scoring, the fills, the JSON payloads);
@@ -42,7 +42,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backtest_speed import grid_bars  # noqa: E402
-from common.config import INTERVAL_MS, load_config  # noqa: E402
+from common.config import load_config  # noqa: E402
+from common.intervals import INTERVAL_MS  # noqa: E402
 from streaming.kline_files import resample_klines  # noqa: E402
 
 INTERVALS = ("15m", "1h", "4h")
@@ -73,11 +74,11 @@ def symbol_frame(symbol_index: int, days: int, intervals=INTERVALS) -> pd.DataFr
 def symbol_function(config, symbol: str, intervals=INTERVALS, strategies=STRATEGIES, **kwargs):
     """What `cryptobot backtest --set symbols=... --set timeframes=... --set strategies=...` hands
     to applyInPandas: conf/backtest.yaml with the grid's overrides."""
-    from jobs.backtesting import BacktestConfig, _backtest_symbol
+    from jobs.backtesting import BacktestConfig, backtest_symbol
 
     values = BacktestConfig.load(overrides=[f"symbols={symbol}", f"timeframes={','.join(intervals)}",
                                             f"strategies={','.join(strategies)}"]).values
-    return _backtest_symbol(config, values, values.get("exchange", "binance"), **kwargs)
+    return backtest_symbol(config, values, values.get("exchange", "binance"), **kwargs)
 
 
 def timed_run(function, frame: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:

@@ -80,7 +80,9 @@ def plan_symbols(sample: pd.DataFrame, config, *, symbols: int, warmup_bars: int
     """`symbols` slices of warmup_bars + window_bars 1m bars, spread evenly over the sample
     (starting on whole hours, which keeps the 15m buckets aligned), each scanned as the stream
     would scan it, to know which window steps make a setup."""
+    from common.analytics.series import AnalyticsParams
     from common.backtest.engine import backtest_series
+    from common.strategies import ScanParams
     from common.trading_config import default_rows, parse_trading_config
 
     values = {r["param_name"]: r["param_value"] for r in default_rows()}
@@ -92,8 +94,8 @@ def plan_symbols(sample: pd.DataFrame, config, *, symbols: int, warmup_bars: int
     for n in range(symbols):
         start = n * spacing
         piece = bars.iloc[start:start + length].reset_index(drop=True)
-        result = backtest_series(EXCHANGE, "X", "1m", MINUTE, piece, config.analytics.params("1m"),
-                                 config.signals.scan_params(), trading, config)
+        result = backtest_series(EXCHANGE, "X", "1m", MINUTE, piece, AnalyticsParams.from_config(config.analytics, "1m"),
+                                 ScanParams.from_config(config.signals), trading, config)
         window_start = int(piece.open_time_ms.iloc[warmup_bars])
         steps = [] if result.signals.empty else sorted(
             {int((k + 1 - window_start) // MINUTE) for k in result.signals.known_at_ms[

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from common.intervals import INTERVAL_MS
 from common.symbols import SymbolMap
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -21,20 +22,6 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "conf" / "app.toml"
 ENV_PREFIX = "CRYPTOBOT_"
 
 SUPPORTED_EXCHANGES = ("binance", "bybit", "okx")
-# Interval name -> length in milliseconds, the intervals every exchange here serves.
-INTERVAL_MS = {
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "1d": 86_400_000,
-}
-
-
 class ConfigError(ValueError):
     """A configuration value is missing or outside what is allowed."""
 
@@ -95,7 +82,7 @@ class StreamingConfig:
     trigger_interval_seconds: int
     max_offsets_per_trigger: int
     position_manager_interval_seconds: int
-    trading_jobs: str  # in_process | spark_submit | off (streaming/trading_jobs.py)
+    trading_jobs: str  # in_process | spark_submit | off (streaming/trading_scheduler.py)
     job_submit_command: str | None  # the spark-submit prefix for spark_submit; None = this machine's
 
 
@@ -138,23 +125,12 @@ class AnalyticsConfig:
     funding_window: int
     change_window: int
 
-    def params(self, interval: str):
-        """The analytics parameters of one interval (common/analytics/series.AnalyticsParams)."""
-        from common.analytics.series import AnalyticsParams
-
-        return AnalyticsParams(**{**self.defaults, **self.by_interval.get(interval, {})})
-
 
 @dataclass(frozen=True)
 class SignalsConfig:
     max_break_age_bars: int
     lookback_bars: int
 
-    def scan_params(self):
-        """The strategies' parameters (common/strategies.ScanParams)."""
-        from common.strategies import ScanParams
-
-        return ScanParams(max_break_age_bars=self.max_break_age_bars, lookback_bars=self.lookback_bars)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The statistical scorer's maths: five components, the score, the trade plan, the status, and
 the calibration that turns measured outcomes into points and weights. Pure; the job
-(jobs/statistical_scorer.py) only gathers the inputs and writes the results.
+(common/trading/statistical_scorer.py) only gathers the inputs and writes the results.
 
 Each component is 0-100 and stored beside the score:
 - zone_quality: the zone's quality as analytics measured it (common/analytics/zones.py).
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from common.intervals import INTERVAL_MS
 from common.signal_status import SignalStatus
 
 COMPONENTS = ("zone_quality", "bos", "confluence", "sentiment", "zone_behaviour")
@@ -186,8 +187,6 @@ def score_signals(signals: pd.DataFrame, since: pd.DataFrame, zones: pd.DataFram
     signal_id the bars after the trigger (bars, max_high, min_low, last_close_ms); zones: the
     latest known version of each signal's zone; sentiment: gold.sentiment_scores rows. The
     scorer job and the backtester both call it."""
-    from common.config import INTERVAL_MS
-
     since = _rows_by(since, "signal_id")
     zones = _rows_by(zones, "zone_id")
     max_break_age = config.signals.max_break_age_bars

@@ -29,6 +29,7 @@ import pandas as pd
 
 from common.analytics.asof import LatestBreak, ZoneVersions
 from common.analytics.confluence import CONFLUENCE_COLUMNS, add_confluence, higher_intervals
+from common.intervals import INTERVAL_MS
 
 LONG, SHORT = "long", "short"
 MAX_TARGETS = 3
@@ -45,6 +46,11 @@ SIGNAL_COLUMNS = [
 class ScanParams:
     max_break_age_bars: int = 50  # an smc pullback must come this soon after its break
     lookback_bars: int = 500  # how far back targets, zone behaviour and confluence look
+
+    @classmethod
+    def from_config(cls, signals) -> ScanParams:
+        """From the config's [signals] section (common.config.SignalsConfig)."""
+        return cls(max_break_age_bars=signals.max_break_age_bars, lookback_bars=signals.lookback_bars)
 
 
 def signal_id(strategy: str, exchange: str, symbol: str, interval: str, direction: str, zone_id: str,
@@ -178,8 +184,6 @@ def _targets(zones: ZoneVersions, setups: pd.DataFrame, entries: np.ndarray, loo
 
 def _confluence(signals: pd.DataFrame, interval: str, intervals: list[str], htf_events: dict, htf_zones: dict,
                 lookback_bars: int) -> pd.DataFrame:
-    from common.config import INTERVAL_MS
-
     higher = higher_intervals(interval, intervals)
     rows = signals.assign(zone_type=np.where(signals.direction == LONG, "demand", "supply"),
                           poc_price=signals.entry_price)

@@ -38,14 +38,17 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common.analytics.series import AnalyticsParams
 from common.backtest.engine import ATTEMPT_COLUMNS, TRADE_COLUMNS, ScoringWindow, analyze, backtest_series
 from common.backtest.metrics import compute_metrics
 from common.backtest.portfolio import run_portfolio
 from common.catalog import location_of, read_table
-from common.config import INTERVAL_MS, AppConfig, ConfigError
+from common.config import AppConfig, ConfigError
+from common.intervals import INTERVAL_MS
 from common.local_frames import local_frame
 from common.progress import SparkProgress
 from common.scoring import DEFAULT_CALIBRATION, Calibration, calibrate
+from common.strategies import ScanParams
 from common.trading_config import PARAMS_BY_NAME, default_rows, parse_trading_config
 
 log = logging.getLogger(__name__)
@@ -190,7 +193,7 @@ def run(spark: SparkSession, config: AppConfig, backtest: BacktestConfig | None 
             raise ConfigError(f"no klines to backtest in {source}")
         steps = walk_forward_windows(span.first, span.last, float(backtest.values.get("walk_forward_train_days", 90)),
                                      float(backtest.values.get("walk_forward_test_days", 30)))
-        trained = _collect(spark, klines, _backtest_symbol(config, backtest.values, exchange, train=steps),
+        trained = _collect(spark, klines, backtest_symbol(config, backtest.values, exchange, train=steps),
                            "walk-forward: train" if progress else None)
         windows = []
         for step in steps:
@@ -204,7 +207,7 @@ def run(spark: SparkSession, config: AppConfig, backtest: BacktestConfig | None 
                                    "test_start_ms": step.test_start_ms, "test_end_ms": step.test_end_ms})
     if windows is None and (trade_from_ms is not None or calibration is not None):
         windows = [ScoringWindow(trade_from_ms or 0, 2**62, calibration or DEFAULT_CALIBRATION)]
-    rows = _collect(spark, klines, _backtest_symbol(config, backtest.values, exchange, windows=windows),
+    rows = _collect(spark, klines, backtest_symbol(config, backtest.values, exchange, windows=windows),
                     "backtest" if progress else None)
     klines.unpersist()
     _store(spark, config, backtest, exchange, run_id, rows, report, kline_file)
@@ -270,7 +273,7 @@ def _file_klines(spark, backtest, path: str, intervals):
     return local_frame(spark, frame, schema), None, f"{path} (sha256 {digest[:16]})"
 
 
-def _backtest_symbol(config: AppConfig, values: dict, exchange: str, train: list[Window] | None = None,
+def backtest_symbol(config: AppConfig, values: dict, exchange: str, train: list[Window] | None = None,
                      windows: list[ScoringWindow] | None = None):
     """The applyInPandas function: one symbol's klines of every interval in, per combination its
     trades, equity curve and orders out (JSON payloads: Decimals travel as text). With `train`,
@@ -281,19 +284,19 @@ def _backtest_symbol(config: AppConfig, values: dict, exchange: str, train: list
                   for i, g in frame.groupby("interval")}
         out = []
         # Each interval's analytics once, shared by every timeframe x strategy (and window) that reads it.
-        analyses = {i: analyze(exchange, symbol, i, b, config.analytics.params(i)) for i, b in series.items()
+        analyses = {i: analyze(exchange, symbol, i, b, AnalyticsParams.from_config(config.analytics, i)) for i, b in series.items()
                     if i != "1m"}
         trading = BacktestConfig(values).trading()
         for interval in trading.trading_intervals:
             if interval not in series:
                 continue
-            others = {i: (b, config.analytics.params(i)) for i, b in series.items() if i not in ("1m", interval)}
+            others = {i: (b, AnalyticsParams.from_config(config.analytics, i)) for i, b in series.items() if i not in ("1m", interval)}
             for strategy in trading.strategies:
                 scope = f"{symbol}|{interval}|{strategy}"
 
                 def one(overrides: dict, scoring: list[ScoringWindow] | None):
                     return backtest_series(exchange, symbol, interval, INTERVAL_MS[interval], series[interval],
-                                           config.analytics.params(interval), config.signals.scan_params(),
+                                           AnalyticsParams.from_config(config.analytics, interval), ScanParams.from_config(config.signals),
                                            BacktestConfig({**values, "strategies": [strategy], **overrides}).trading(),
                                            config, minute_bars=series.get("1m"), other_intervals=others,
                                            analyses=analyses, windows=scoring)
@@ -463,7 +466,7 @@ def run_from_args(spark, config: AppConfig, args) -> BacktestReport:
 
 
 def main() -> None:
-    from jobs.cli import add_backtest_arguments
+    from jobs.backtest_arguments import add_backtest_arguments
     from jobs.entrypoint import run_job
 
     parser = argparse.ArgumentParser(description="the live strategy on history")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from common.config import ConfigError, load_config
 from common.logging_setup import configure_logging
+from jobs.backtest_arguments import add_backtest_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,7 +279,7 @@ def _scan(args, config) -> int:
 
 def _score(args, config) -> int:
     from common.spark_session import build_spark_session
-    from jobs import statistical_scorer
+    from common.trading import statistical_scorer
 
     if args.report:
         spark = build_spark_session(config, "cryptobot-score")
@@ -298,26 +299,27 @@ def _score(args, config) -> int:
 
 
 def _execute(args, config) -> int:
-    return _trading_job(config, "execution_engine")
+    from common.trading import execution_engine
+
+    return _trading_job(config, "execution_engine", execution_engine.run)
 
 
 def _manage(args, config) -> int:
-    return _trading_job(config, "position_manager")
+    from common.trading import position_manager
+
+    return _trading_job(config, "position_manager", position_manager.run)
 
 
 def _settle(args, config) -> int:
-    from jobs import settle_account
+    from common.trading import settle_account
 
     print(_recorded(config, "settle_account",
                     lambda spark: settle_account.run(spark, config, args.abandon_paper)).describe())
     return 0
 
 
-def _trading_job(config, name: str) -> int:
-    import importlib
-
-    job = importlib.import_module(f"jobs.{name}")
-    print(_recorded(config, name, lambda spark: job.run(spark, config)).describe())
+def _trading_job(config, name: str, run) -> int:
+    print(_recorded(config, name, lambda spark: run(spark, config)).describe())
     return 0
 
 
@@ -364,19 +366,6 @@ def _demo(args, config) -> int:
     report = _recorded(config, "paper_replay", replay_then_show)
     print(report.describe())
     return 0 if report.reconciled else 1
-
-
-def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None,
-                        help="the backtest's YAML (default: backtest.yaml beside the app config)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of the YAML, e.g. --set symbols=BTCUSDT,ETHUSDT (repeatable)")
-    parser.add_argument("--walk-forward", action="store_true",
-                        help="calibrate on rolling train windows, trade each following test window only")
-    parser.add_argument("--klines", metavar="FILE", help="a CSV/Parquet file of one symbol's klines instead of "
-                                                         "silver.unified_klines (its interval: kline_file_interval)")
-    parser.add_argument("--report", metavar="DIR", help="write an HTML report with charts to DIR")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _backtest(args, config) -> int:

@@ -29,8 +29,8 @@ from common.catalog import read_table
 from common.config import AppConfig, ConfigError
 from common.exchange.account import build_gateway
 from common.trading_config import read_trading_config
-from jobs import execution_engine, position_manager, statistical_scorer
-from jobs.trading_store import ACTIVE_ORDERS, latest_minute_closes, read_orders
+from common.trading import execution_engine, position_manager, statistical_scorer
+from common.trading.trading_store import ACTIVE_ORDERS, latest_minute_closes, read_orders
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000

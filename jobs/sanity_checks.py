@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from common.config import INTERVAL_MS, AppConfig
+from common.config import AppConfig
+from common.intervals import INTERVAL_MS
 from common.local_frames import local_frame
 from streaming.silver import interval_ms_of
 

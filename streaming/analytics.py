@@ -23,11 +23,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.analytics.sentiment import SENTIMENT_COLUMNS, SentimentParams, sentiment_scores
-from common.analytics.series import SeriesState, analyze_series, lookback_start_ms
+from common.analytics.series import AnalyticsParams, SeriesState, analyze_series, lookback_start_ms
 from common.analytics.structure import EVENT_COLUMNS
 from common.analytics.zones import ZONE_COLUMNS
 from common.catalog import location_of
-from common.config import INTERVAL_MS, AppConfig
+from common.config import AppConfig
+from common.intervals import INTERVAL_MS
 from common.local_frames import local_frame
 from streaming.silver import append_once
 from streaming.triggers import with_trigger
@@ -56,7 +57,7 @@ OUTPUT_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in _OUTPUT_TYPES.items
 
 def analyze_group(config: AppConfig):
     """The applyInPandas function: one series' bars (with its stored state on every row)."""
-    params = {interval: config.analytics.params(interval) for interval in config.exchanges.intervals}
+    params = {interval: AnalyticsParams.from_config(config.analytics, interval) for interval in config.exchanges.intervals}
 
     def run(bars: pd.DataFrame) -> pd.DataFrame:
         exchange, symbol, interval = (bars[c].iloc[0] for c in SERIES_KEY)
@@ -91,7 +92,7 @@ def series_bars(spark: SparkSession, config: AppConfig, touched: list[tuple], st
     bounds = []
     for exchange, symbol, interval in touched:
         state_json = states.get((exchange, symbol, interval), (None, None))[1]
-        from_ms = lookback_start_ms(state_json, config.analytics.params(interval), INTERVAL_MS[interval])
+        from_ms = lookback_start_ms(state_json, AnalyticsParams.from_config(config.analytics, interval), INTERVAL_MS[interval])
         bounds.append((exchange, symbol, interval, -1 if from_ms is None else from_ms, state_json))
     wanted = local_frame(spark, bounds, "exchange string, symbol string, interval string, from_ms bigint, "
                                         "state_json string")

@@ -3,7 +3,7 @@ Kafka -> bronze (raw), bronze -> silver (validated, quarantined, deduplicated),
 silver -> unified and consolidated, unified -> analytics (structure, zones, sentiment),
 zones -> signals. Each query has its own checkpoint. After a batch that found signals the
 scorer and then the execution engine run, and the position manager on its cadence, in this
-driver or as their own applications (streaming/trading_jobs.py).
+driver or as their own applications (streaming/trading_scheduler.py).
 
 `available_now` drains everything available stage by stage (bronze, silver, unified,
 analytics, signals) and returns: for replays, tests, cron. Otherwise every query runs on the
@@ -22,7 +22,7 @@ from streaming.analytics import start_analytics_query
 from streaming.bronze import bronze_queries, start_bronze_query
 from streaming.signals import start_signals_query
 from streaming.silver import silver_queries, start_silver_query
-from streaming.trading_jobs import TradingJobs
+from streaming.trading_scheduler import TradingJobs
 from streaming.unified import start_unified_query
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def run_stream(spark, config: AppConfig, available_now: bool = False, stop: thre
     try:
         while not stop.is_set() and all(q.isActive for q in queries):
             if trading:
-                trading_jobs.manage_positions(quiet.seconds())  # when due (streaming/trading_jobs.py)
+                trading_jobs.manage_positions(quiet.seconds())  # when due (streaming/trading_scheduler.py)
             stop.wait(1.0)
     finally:
         for query in queries:

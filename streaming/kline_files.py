@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.config import INTERVAL_MS
+from common.intervals import INTERVAL_MS
 
 KLINE_COLUMNS = ["open_time_ms", "open", "high", "low", "close", "volume"]
 

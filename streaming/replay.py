@@ -16,7 +16,8 @@ from typing import Callable
 
 import pandas as pd
 
-from common.config import INTERVAL_MS, AppConfig
+from common.config import AppConfig
+from common.intervals import INTERVAL_MS
 from common.exchange.market_data import Kline, wall_clock_ms
 from common.symbols import SymbolMap
 from streaming.kline_files import read_kline_file, resample_klines

@@ -25,11 +25,12 @@ from common.analytics.structure import EVENT_COLUMNS
 from common.analytics.zones import ZONE_COLUMNS
 from common.audit_log import append_audit
 from common.catalog import location_of, read_table
-from common.config import INTERVAL_MS, AppConfig
+from common.config import AppConfig
+from common.intervals import INTERVAL_MS
 from common.delta_conflicts import retry_on_conflict
 from common.local_frames import local_frame
 from common.signal_status import SignalStatus
-from common.strategies import scan_series
+from common.strategies import ScanParams, scan_series
 from common.trading_config import read_trading_config
 from streaming.analytics import CONSOLIDATED
 from streaming.triggers import with_trigger
@@ -53,7 +54,7 @@ _ROW_COLUMNS = sorted(set(EVENT_COLUMNS) | set(ZONE_COLUMNS) | {"event_id", "is_
 def scan_group(config: AppConfig, strategies: tuple[str, ...]):
     """The applyInPandas function: one (exchange, symbol)'s events and zone versions of every
     interval, with `emit_from_ms` set on the rows of the intervals the batch touched."""
-    params = config.signals.scan_params()
+    params = ScanParams.from_config(config.signals)
     intervals = list(config.exchanges.intervals)
 
     def run(rows: pd.DataFrame) -> pd.DataFrame:
@@ -167,9 +168,9 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
 
 
 def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool, after_signals=None):
-    """after_signals: what to run after a batch that found signals (streaming/trading_jobs.py);
+    """after_signals: what to run after a batch that found signals (streaming/trading_scheduler.py);
     the scorer and the execution engine in-process by default."""
-    from streaming.trading_jobs import score_and_execute
+    from streaming.trading_scheduler import score_and_execute
 
     checkpoint = config.lake.checkpoint_path("signals")
     after_signals = after_signals or (lambda: score_and_execute(spark, config))

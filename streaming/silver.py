@@ -21,7 +21,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from common.catalog import table_location, table_spec
-from common.config import INTERVAL_MS, AppConfig
+from common.config import AppConfig
+from common.intervals import INTERVAL_MS
 from streaming.triggers import with_trigger
 from streaming.upsert import key_range_of, upsert
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from common.analytics.asof import BREAKS, ZoneVersions
-from common.config import INTERVAL_MS
+from common.intervals import INTERVAL_MS
 
 CONFLUENCE_COLUMNS = ["htf_trend_agree", "htf_zone_overlap", "htf_in_value_area", "confluence_intervals"]
 

@@ -38,6 +38,12 @@ class AnalyticsParams:
     cluster_atr: float = 0.25  # swings this close (in ATRs) form one zone: a liquidity pool
     max_active_zones: int = 20  # per side; the oldest expires beyond it
 
+    @classmethod
+    def from_config(cls, analytics, interval: str) -> AnalyticsParams:
+        """One interval's parameters from the config's [analytics] section (common.config.AnalyticsConfig):
+        its defaults, then the interval's own values."""
+        return cls(**{**analytics.defaults, **analytics.by_interval.get(interval, {})})
+
     @property
     def lookback_bars(self) -> int:
         """Bars before the first new one that the new ones need to be computed exactly."""

@@ -18,6 +18,7 @@ import pandas as pd
 
 from common.analytics.series import AnalyticsParams, analyze_series
 from common.exchange.paper import paper_market_rules
+from common.intervals import INTERVAL_MS
 from common.scoring import DEFAULT_CALIBRATION, Calibration, score_signals
 from common.strategies import ScanParams, scan_series
 from common.trade.lifecycle import Costs, Trade, TradeState, new_trade, paper_bar, trade_result
@@ -143,8 +144,6 @@ def _score_as_known(exchange: str, symbol: str, interval: str, setups: pd.DataFr
 
 def analyze(exchange: str, symbol: str, interval: str, bars: pd.DataFrame, params: AnalyticsParams):
     """(structure events with their ids, zone versions) of one series' whole history."""
-    from common.config import INTERVAL_MS
-
     events, zones, _ = analyze_series(bars, None, params, INTERVAL_MS[interval])
     # Zone ids as the stream stores them (streaming/analytics.py: the series, then the zone's
     # own id): a setup's signal id derives from its zone's, so the backtest's signals carry the

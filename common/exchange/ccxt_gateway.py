@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import ccxt
 
-from common.exchange.gateway import CANCELED, OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderSnapshot
+from common.trade.orders import CANCELED, OrderOutcomeUnknown, OrderRejected, OrderRequest, OrderSnapshot
 from common.exchange.retry import RetryPolicy, call_with_retry
 from common.symbols import SymbolMap, canonical_symbol
 from common.trade.sizing import MarketRules

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import ccxt
 
-from common.config import INTERVAL_MS
+from common.intervals import INTERVAL_MS
 from common.exchange.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)

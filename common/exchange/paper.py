@@ -43,7 +43,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterable
 
-from common.exchange.gateway import CANCELED, CLOSED, OPEN, OrderRejected, OrderRequest, OrderSnapshot
+from common.trade.orders import CANCELED, CLOSED, OPEN, OrderRejected, OrderRequest, OrderSnapshot
 from common.trade.sizing import ZERO, MarketRules, fee, slipped
 
 MINUTE_MS = 60_000

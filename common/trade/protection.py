@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from common.exchange.gateway import CLOSED, OPEN, OrderRequest, OrderSnapshot, client_order_id
+from common.trade.orders import CLOSED, OPEN, OrderRequest, OrderSnapshot, client_order_id
 from common.trade.lifecycle import (
     Costs, Trade, TradeState, apply_entry_fill, apply_exit_fill, cancel_entry, new_trade,
 )

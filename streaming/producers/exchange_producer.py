@@ -19,7 +19,8 @@ from typing import Callable
 
 from kafka import KafkaProducer
 
-from common.config import INTERVAL_MS, AppConfig
+from common.config import AppConfig
+from common.intervals import INTERVAL_MS
 from common.exchange.market_data import FUNDING_PERIOD_MS, MARKET_METRICS, MarketDataClient, wall_clock_ms
 from common.exchange.retry import is_temporary
 from common.symbols import check_markets

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common.config import INTERVAL_MS
+from common.intervals import INTERVAL_MS
 from common.exchange.market_data import Kline, MarketPoint
 
 SCHEMA_VERSION = 1

@@ -7,8 +7,9 @@ import json
 import pandas as pd
 from pyspark.sql import functions as F
 
-from common.analytics.series import analyze_series
-from common.config import INTERVAL_MS, load_config
+from common.analytics.series import AnalyticsParams, analyze_series
+from common.config import load_config
+from common.intervals import INTERVAL_MS
 from streaming.app import run_stream
 from streaming.kline_files import read_kline_file
 from streaming.replay import replay_file
@@ -36,7 +37,7 @@ def test_stream_in_two_batches_equals_one_batch_run(spark, pipeline_env, tmp_pat
         table = "silver.unified_klines" if exchange != "consolidated" else "silver.consolidated_klines"
         bars = spark.table(table).where(where.replace(f"exchange = '{exchange}' AND ", "") if exchange ==
                                         "consolidated" else where).toPandas()
-        events, zones, state = analyze_series(bars, None, config.analytics.params(interval), INTERVAL_MS[interval])
+        events, zones, state = analyze_series(bars, None, AnalyticsParams.from_config(config.analytics, interval), INTERVAL_MS[interval])
         assert len(events) > 10 and len(zones) > 10  # the sample has structure on both
 
         streamed_events = spark.table("gold.bos_warnings").where(where).toPandas()

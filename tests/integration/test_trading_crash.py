@@ -8,7 +8,7 @@ import sys
 from decimal import Decimal as D
 from pathlib import Path
 
-from common.exchange.gateway import client_order_id
+from common.trade.orders import client_order_id
 from common.exchange.paper import FAULT_ENV
 from tests.spark.rows import append
 

@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
+from common.analytics.series import AnalyticsParams
 from common.backtest.engine import backtest_series
-from common.config import INTERVAL_MS
+from common.intervals import INTERVAL_MS
+from common.strategies import ScanParams
 from jobs import backtesting
 from tests.sample_series import sample_series
 
@@ -48,11 +50,11 @@ def test_a_backtest_run_stores_results_trades_and_equity_and_matches_the_engine(
     trading = settings.trading()
     direct = []
     for interval in ("15m", "1h"):
-        others = {i: (b, app_config.analytics.params(i)) for i, b in sample.items() if i not in ("1m", interval)}
+        others = {i: (b, AnalyticsParams.from_config(app_config.analytics, i)) for i, b in sample.items() if i not in ("1m", interval)}
         for strategy in ("smc", "liquidity"):
             one = backtesting.BacktestConfig({**settings.values, "strategies": [strategy]}).trading()
             direct.append(backtest_series("binance", SYMBOL, interval, INTERVAL_MS[interval], sample[interval],
-                                          app_config.analytics.params(interval), app_config.signals.scan_params(),
+                                          AnalyticsParams.from_config(app_config.analytics, interval), ScanParams.from_config(app_config.signals),
                                           one, app_config, minute_bars=sample["1m"], other_intervals=others).trades)
     expected = pd.concat([d for d in direct if len(d)], ignore_index=True)
     assert len(expected) >= 1
@@ -100,7 +102,7 @@ def test_walk_forward_trades_only_the_test_windows_with_their_calibration(spark,
     trades = spark.table("gold.backtest_trades").where(f"run_id = '{report.run_id}'").toPandas()
     assert (trades.entry_time_ms > first_test).all()  # nothing traded in the first train window
     signals = pd.concat([backtest_series("binance", SYMBOL, "15m", INTERVAL_MS["15m"], sample["15m"],
-                                         app_config.analytics.params("15m"), app_config.signals.scan_params(),
+                                         AnalyticsParams.from_config(app_config.analytics, "15m"), ScanParams.from_config(app_config.signals),
                                          backtesting.BacktestConfig({**settings.values, "strategies": [s]}).trading(),
                                          app_config, minute_bars=sample["1m"]).signals for s in ("smc", "liquidity")])
     assert (signals.known_at_ms < first_test).any()  # ...though setups were found there

@@ -8,8 +8,8 @@ from decimal import Decimal as D
 import pytest
 
 from common.config import load_config
-from common.exchange.gateway import client_order_id
-from jobs import execution_engine, position_manager
+from common.trade.orders import client_order_id
+from common.trading import execution_engine, position_manager
 from tests.fake_exchange import FakeExchange
 from tests.spark.rows import append
 
@@ -41,7 +41,7 @@ def testnet(spark, app_env, initialized_lake, fake, monkeypatch, tmp_path):
     # What a user does before trading another account: settle what paper holds (the suite's
     # paper tests share this lake).
     from common.trading_config import read_trading_config
-    from jobs.settle_account import abandon_paper_state
+    from common.trading.settle_account import abandon_paper_state
 
     abandon_paper_state(spark, load_config(env=app_env), read_trading_config(spark))
     now = int(time.time() * 1000) // 60_000 * 60_000  # fresh 1m klines: no entry on stale data

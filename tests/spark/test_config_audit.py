@@ -6,7 +6,7 @@ from pyspark.sql import functions as F
 
 from common.config_audit import audit_config_changes, os_user
 from common.catalog import location_of, read_table
-from jobs import position_manager
+from common.trading import position_manager
 
 
 def config_audit(spark, config, param):

@@ -9,8 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from common.config import load_config
-from common.exchange.gateway import client_order_id
-from jobs import execution_engine, position_manager
+from common.trade.orders import client_order_id
+from common.trading import execution_engine, position_manager
 from common.exchange.account import TradingAccount, build_gateway
 from common.trading_config import read_trading_config
 from tests.spark.rows import append
@@ -154,7 +154,7 @@ def test_guards_halt_new_entries(spark, config, trading_symbol):
 def test_an_order_sent_by_a_run_that_died_is_found_and_protected_not_sent_again(spark, config, trading_symbol):
     """The crash between the exchange accepting the entry and our record of it: the restarted
     engine finds the order by its client id, records it, and the manager protects it."""
-    from common.exchange.gateway import OrderRequest
+    from common.trade.orders import OrderRequest
 
     signal_id, symbol = "paper-signal-3", "PAPBUSDT"
     day = T0 + 2 * 86_400_000  # a day of its own: the guards' test booked a loss on T0's
@@ -187,7 +187,7 @@ def test_an_order_sent_by_a_run_that_died_is_found_and_protected_not_sent_again(
 
 
 def test_the_manager_records_what_the_exchange_holds_that_we_do_not_track(spark, config, trading_symbol):
-    from common.exchange.gateway import OrderRequest
+    from common.trade.orders import OrderRequest
 
     trading_symbol("trading_symbols", f'["{SYMBOL}"]')
     gateway = build_gateway(config, read_trading_config(spark))
@@ -246,7 +246,7 @@ def test_a_confirmed_signal_the_market_has_left_is_expired_not_sent(spark, confi
 def test_a_testnet_position_open_refuses_trading_on_paper(spark, config, trading_symbol):
     """Another account's open position: nobody's to manage on paper, and nothing of paper's may
     be decided beside it. Both jobs refuse, naming it and the command that settles it."""
-    from jobs.trading_store import AccountSwitchRefused
+    from common.trading.trading_store import AccountSwitchRefused
 
     append(spark, "trading.positions_open", [{
         "position_id": "testnet-open", "signal_id": "testnet-open", "exchange": "binance", "symbol": "TESTNUSDT",
@@ -306,8 +306,8 @@ def test_an_orders_record_only_moves_forward(spark, config):
     own applications): the later write of an older snapshot changes nothing."""
     from dataclasses import replace
 
-    from common.exchange.gateway import OrderRequest
-    from jobs.trading_store import intent_row, read_orders, write_orders
+    from common.trade.orders import OrderRequest
+    from common.trading.trading_store import intent_row, read_orders, write_orders
 
     cid = client_order_id("paper-forward", "entry", 0)
     intent = intent_row(OrderRequest(cid, "PAPUSDT", "buy", "limit", D(10), D(100)), "paper-forward", PAPER,
@@ -340,8 +340,8 @@ def test_orders_written_at_once_by_the_engine_and_the_manager_are_all_recorded(s
     trading.orders at the same time: the one that loses the race writes again, nothing fails."""
     import threading
 
-    from common.exchange.gateway import OrderRequest
-    from jobs.trading_store import intent_row, read_orders, write_orders
+    from common.trade.orders import OrderRequest
+    from common.trading.trading_store import intent_row, read_orders, write_orders
 
     def rows(writer: str, n: int):
         cid = client_order_id(f"paper-race-{writer}-{n}", "entry", 0)

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 
 from common.config import load_config
 from common.scoring import COMPONENTS, calibrate
-from jobs import signal_scanner, statistical_scorer
+from common.trading import statistical_scorer
+from jobs import signal_scanner
 from tests.spark.rows import append
 
 SYMBOL = "SIGUSDT"  # this test's own: the lake is shared

@@ -12,10 +12,10 @@ from pyspark.sql import functions as F
 
 from common.config import load_config
 from common.exchange.account import build_gateway
-from common.exchange.gateway import OrderRequest, client_order_id
+from common.trade.orders import OrderRequest, client_order_id
 from common.trading_config import read_trading_config
-from jobs import execution_engine, position_manager, settle_account
-from jobs.trading_store import AccountSwitchRefused, intent_row, write_orders
+from common.trading import execution_engine, position_manager, settle_account
+from common.trading.trading_store import AccountSwitchRefused, intent_row, write_orders
 from tests.fake_exchange import FakeExchange
 from tests.spark.rows import append
 

@@ -7,8 +7,11 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
+from common.analytics.series import AnalyticsParams
 from common.backtest.engine import backtest_series
-from common.config import INTERVAL_MS, load_config
+from common.config import load_config
+from common.intervals import INTERVAL_MS
+from common.strategies import ScanParams
 from common.trading_config import default_rows, parse_trading_config
 from tests.sample_series import sample_series
 
@@ -28,9 +31,9 @@ def setting():
 def run(sample, setting, interval="15m", until_ms=None):
     config, trading = setting
     cut = (lambda frame: frame) if until_ms is None else (lambda frame: frame[frame.close_time_ms <= until_ms])
-    others = {i: (cut(b), config.analytics.params(i)) for i, b in sample.items() if i not in ("1m", interval)}
+    others = {i: (cut(b), AnalyticsParams.from_config(config.analytics, i)) for i, b in sample.items() if i not in ("1m", interval)}
     return backtest_series("binance", "BTCUSDT", interval, INTERVAL_MS[interval], cut(sample[interval]),
-                           config.analytics.params(interval), config.signals.scan_params(), trading, config,
+                           AnalyticsParams.from_config(config.analytics, interval), ScanParams.from_config(config.signals), trading, config,
                            minute_bars=cut(sample["1m"]), other_intervals=others)
 
 

@@ -1,6 +1,7 @@
 """The application config: defaults load, environment overrides apply, bad values fail loudly."""
 import pytest
 
+from common.analytics.series import AnalyticsParams
 from common.config import PROJECT_ROOT, ConfigError, load_config
 
 
@@ -58,8 +59,9 @@ def test_analytics_parameters_per_interval(tmp_path):
     config_file.write_text((PROJECT_ROOT / "conf" / "app.toml").read_text().replace(
         "[producer]", "[analytics.intervals.1m]\nswing_strength = 10\n\n[producer]", 1))
     analytics = load_config(config_file, env={}).analytics
-    assert analytics.params("1m").swing_strength == 10 and analytics.params("1h").swing_strength == 5
-    assert analytics.params("1h").profile_window_bars == 200
+    params = lambda interval: AnalyticsParams.from_config(analytics, interval)  # noqa: E731
+    assert params("1m").swing_strength == 10 and params("1h").swing_strength == 5
+    assert params("1h").profile_window_bars == 200
     config_file.write_text(config_file.read_text().replace("swing_strength = 10", "swing_strength = 0"))
     with pytest.raises(ConfigError, match=r"\[analytics.intervals.1m\] swing_strength = 0: must be between 1"):
         load_config(config_file, env={})

@@ -12,7 +12,8 @@ from common.config import PROJECT_ROOT
 # Test-only distributions and the module each is imported as.
 TEST_ONLY_MODULES = {"pytest": "pytest", "pytest-timeout": "pytest_timeout", "chispa": "chispa",
                      "empyrical-reloaded": "empyrical", "scipy": "scipy", "Bottleneck": "bottleneck",
-                     "peewee": "peewee", "hypothesis": "hypothesis", "sortedcontainers": "sortedcontainers"}
+                     "peewee": "peewee", "hypothesis": "hypothesis", "sortedcontainers": "sortedcontainers",
+                     "import-linter": "importlinter", "grimp": "grimp"}
 
 
 def compose_services():

@@ -15,7 +15,7 @@ import pytest
 from common.config import load_config
 from common.exchange.ccxt_factory import create_ccxt_exchange
 from common.exchange.ccxt_gateway import CcxtGateway
-from common.exchange.gateway import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
+from common.trade.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.exchange.paper import Bar, PaperExchange
 from common.exchange.retry import RetryPolicy
 from common.secrets import ExchangeCredentials

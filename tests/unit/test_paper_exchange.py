@@ -5,7 +5,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from common.exchange.gateway import OrderRejected, OrderRequest, client_order_id
+from common.trade.orders import OrderRejected, OrderRequest, client_order_id
 from common.exchange.paper import Bar, PaperExchange, paper_market_rules
 
 T0 = 1_786_924_800_000

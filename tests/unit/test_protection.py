@@ -2,7 +2,7 @@
 orders it needs, and the cancels and versioned replacements that get it there."""
 from decimal import Decimal as D
 
-from common.exchange.gateway import OrderSnapshot, client_order_id
+from common.trade.orders import OrderSnapshot, client_order_id
 from common.trade.lifecycle import Costs, TradeState
 from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, reconcile
 from common.trade.sizing import MarketRules

@@ -1,4 +1,4 @@
-"""Stands in for spark-submit in tests/unit/test_trading_jobs.py: notes which job it was asked
+"""Stands in for spark-submit in tests/unit/test_trading_scheduler.py: notes which job it was asked
 to run (start and end, in $FAKE_SUBMIT_LOG), takes a moment, fails the job named in
 $FAKE_SUBMIT_FAIL."""
 import os

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.config import load_config
-from streaming.trading_jobs import MANAGE, QUIET_BEFORE_TURN_S, SCORE_THEN_EXECUTE, TradingJobs, submit_command
+from streaming.trading_scheduler import MANAGE, QUIET_BEFORE_TURN_S, SCORE_THEN_EXECUTE, TradingJobs, submit_command
 
 FAKE_SUBMIT = [sys.executable, str(Path(__file__).parent / "scripts" / "fake_spark_submit.py")]
 
@@ -56,7 +56,7 @@ def test_signals_found_while_the_scorer_and_engine_run_get_one_more_run_right_af
 
 def test_a_failed_scorer_stops_the_chain_and_is_logged(jobs, calls, monkeypatch, caplog):
     monkeypatch.setenv("FAKE_SUBMIT_FAIL", "statistical_scorer")
-    with caplog.at_level(logging.ERROR, logger="streaming.trading_jobs"):
+    with caplog.at_level(logging.ERROR, logger="streaming.trading_scheduler"):
         jobs.submit(SCORE_THEN_EXECUTE)
         jobs.wait(30)
     assert calls() == ["start statistical_scorer", "end statistical_scorer"]  # no execution after it
@@ -79,7 +79,7 @@ def test_in_process_the_manager_never_runs_beside_the_scorer_and_execution_engin
     import threading
     import time
 
-    import streaming.trading_jobs as trading_jobs
+    import streaming.trading_scheduler as trading_scheduler
 
     spans, inside = [], threading.Event()
 
@@ -91,8 +91,8 @@ def test_in_process_the_manager_never_runs_beside_the_scorer_and_execution_engin
             spans.append((name, started, time.monotonic()))
         return run
 
-    monkeypatch.setattr(trading_jobs, "score_and_execute", job("score", 0.5))
-    monkeypatch.setattr(trading_jobs, "_manage_in_process", job("manage", 0.3))
+    monkeypatch.setattr(trading_scheduler, "score_and_execute", job("score", 0.5))
+    monkeypatch.setattr(trading_scheduler, "_manage_in_process", job("manage", 0.3))
     jobs = TradingJobs(None, load_config(env={"CRYPTOBOT_STREAMING__TRADING_JOBS": "in_process"}), submit_prefix=["-"])
     signals_batch = threading.Thread(target=jobs.after_signals)
     signals_batch.start()
@@ -109,10 +109,10 @@ def test_in_process_a_due_turn_waits_for_the_pipeline_to_be_quiet_unless_three_i
     for the turn to end."""
     import time
 
-    import streaming.trading_jobs as trading_jobs
+    import streaming.trading_scheduler as trading_scheduler
 
     turns = []
-    monkeypatch.setattr(trading_jobs, "_manage_in_process", lambda spark, config: turns.append(time.monotonic()))
+    monkeypatch.setattr(trading_scheduler, "_manage_in_process", lambda spark, config: turns.append(time.monotonic()))
     jobs = TradingJobs(None, load_config(env={"CRYPTOBOT_STREAMING__TRADING_JOBS": "in_process",
                                               "CRYPTOBOT_STREAMING__POSITION_MANAGER_INTERVAL_SECONDS": "60"}),
                        submit_prefix=["-"])
@@ -139,7 +139,7 @@ def test_spark_submit_submits_a_turn_every_interval(monkeypatch):
 
 
 def test_a_failed_jobs_log_line_names_the_exception_not_the_jvms_stack():
-    from streaming.trading_jobs import raised_in
+    from streaming.trading_scheduler import raised_in
 
     stderr = "\n".join([
         "2026-12-02T15:41:20Z level=WARN logger=X something", "Traceback (most recent call last):",

@@ -18,7 +18,7 @@ from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig, ConfigError
 from common.delta_conflicts import retry_on_conflict
 from common.exchange.account import TradingAccount
-from common.exchange.gateway import OrderRequest, OrderSnapshot
+from common.trade.orders import OrderRequest, OrderSnapshot
 from common.local_frames import local_frame
 from common.scrub import scrub_secrets
 from common.trade.lifecycle import Costs
@@ -166,7 +166,7 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
                "filled": r.filled, "average_price": r.average_price, "fee": r.fee, "fee_currency": "USDT",
                "status": r.status, "exchange_order_id": r.exchange_order_id, "mode": r.mode,
                "error": scrub_secrets(r.error),
-               "created_at": now, "updated_at": _ts(r.updated_ms), "account": r.account,
+               "created_at": now, "updated_at": utc_time(r.updated_ms), "account": r.account,
                "close_position": r.close_position} for r in rows]
     frame = local_frame(spark, values, schema)
     target = DeltaTable.forPath(spark, location_of(config, "trading.orders"))
@@ -259,5 +259,6 @@ def _dec(value) -> Decimal | None:
     return None if value is None else Decimal(value).normalize() if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _ts(ms: int) -> datetime:
+def utc_time(ms: int) -> datetime:
+    """Epoch milliseconds as the naive UTC timestamp the lake's TIMESTAMP columns hold."""
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)

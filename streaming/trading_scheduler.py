@@ -38,6 +38,8 @@ from pathlib import Path
 
 from common.config import AppConfig
 from common.job_runs import RunRecords, run_recorded
+from common.trading import execution_engine, position_manager, statistical_scorer
+from common.trading_config import read_trading_config
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -182,9 +184,6 @@ def score_and_execute(spark, config: AppConfig) -> None:
     """In-process, after a batch that found signals: the scorer, then the execution engine when a
     signal was confirmed. A failure of either is logged and left for the next batch: it must not
     stop ingestion."""
-    from common.trading_config import read_trading_config
-    from jobs import execution_engine, statistical_scorer
-
     trading = None
 
     def score():
@@ -218,8 +217,6 @@ def _job_env() -> dict[str, str]:
 def _manage_in_process(spark, config: AppConfig) -> None:
     """The position manager in the stream's driver; a failure is logged and retried at the next
     turn, the stream goes on."""
-    from jobs import position_manager
-
     try:
         result = run_recorded(spark, config, "position_manager", lambda: position_manager.run(spark, config))
         if result.actions:
