@@ -454,7 +454,7 @@ def main() -> None:
 
 
 def run_bench(config, sample, plans, steps, modes, args, window_bars) -> list[ModeResult]:
-    from common.kafka_broker import LocalKafkaBroker, ensure_topics
+    from jobs.kafka_broker import LocalKafkaBroker, ensure_topics
     from common.spark_session import build_spark_session
     from jobs import init_tables
     from streaming.producers.exchange_producer import ExchangeProducer

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.config import load_config  # noqa: E402
-from common.kafka_broker import LocalKafkaBroker  # noqa: E402
+from jobs.kafka_broker import LocalKafkaBroker  # noqa: E402
 from common.spark_session import build_spark_session  # noqa: E402
 from common.symbols import ccxt_symbol, conventional_exchange_symbol  # noqa: E402
 from jobs import init_tables  # noqa: E402

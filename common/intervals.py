@@ -13,3 +13,11 @@ INTERVAL_MS = {
     "4h": 14_400_000,
     "1d": 86_400_000,
 }
+
+
+def interval_ms_of(column: str):
+    """Spark: the length in ms of the interval named in `column` (null for an unknown interval)."""
+    from pyspark.sql import functions as F  # in here: the pure maths that import this leaf need no pyspark
+
+    lengths = F.create_map(*[x for name, ms in INTERVAL_MS.items() for x in (F.lit(name), F.lit(ms))])
+    return F.element_at(lengths, F.col(column))

@@ -165,7 +165,7 @@ def _sql_init_script(args, config) -> int:
 
 
 def _kafka(args, config) -> int:
-    from common.kafka_broker import BrokerError, LocalKafkaBroker, ensure_topics
+    from jobs.kafka_broker import BrokerError, LocalKafkaBroker, ensure_topics
 
     broker = LocalKafkaBroker(config)
     try:
@@ -256,7 +256,7 @@ def _stream(args, config) -> int:
 
 
 def _sanity(args, config) -> int:
-    from jobs.sanity_checks import FAIL, check_unified, format_report, reconcile_bronze_to_silver, record_results
+    from common.sanity_checks import FAIL, check_unified, format_report, reconcile_bronze_to_silver, record_results
 
     def checks(spark):
         found = reconcile_bronze_to_silver(spark, config, symbols=args.symbol) + check_unified(

@@ -36,3 +36,13 @@ def run_job(job_name: str, run: Callable[[Any, AppConfig], Any],
         sys.exit(2)
     finally:
         spark.stop()
+
+
+def run_sanity_job(job_name: str, checks: Callable[[Any, AppConfig], list]) -> None:
+    """A sanity job: its checks recorded in gold.sanity_results, the report printed, exit 1 when
+    a check failed (so a scheduler can alert)."""
+    from common.sanity_checks import FAIL, format_report, run_checks
+
+    results = run_job(job_name, lambda spark, config: run_checks(spark, config, checks),
+                      print_result=lambda r: print(format_report(r)))
+    sys.exit(1 if any(r.status == FAIL for r in results) else 0)

@@ -22,7 +22,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from common.catalog import table_location, table_spec
 from common.config import AppConfig
-from common.intervals import INTERVAL_MS
+from common.intervals import interval_ms_of
 from streaming.triggers import with_trigger
 from streaming.upsert import key_range_of, upsert
 
@@ -90,12 +90,6 @@ def parse_messages(bronze: DataFrame, required: dict[str, str], optional: dict[s
 
 
 # -- validate --------------------------------------------------------------------------------
-
-def interval_ms_of(column: str) -> Column:
-    """The length in ms of the interval named in `column` (null for an unknown interval)."""
-    lengths = F.create_map(*[x for name, ms in INTERVAL_MS.items() for x in (F.lit(name), F.lit(ms))])
-    return F.element_at(lengths, F.col(column))
-
 
 def _first_missing(fields: Iterable[str]) -> Column:
     missing = [F.when(~F.col(f"_has_{f}"), F.lit(f)) for f in fields]

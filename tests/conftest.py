@@ -100,7 +100,7 @@ def initialized_lake(spark, app_config):
 
 @pytest.fixture(scope="session")
 def kafka_broker(app_config):
-    from common.kafka_broker import LocalKafkaBroker
+    from jobs.kafka_broker import LocalKafkaBroker
 
     broker = LocalKafkaBroker(app_config)
     broker.start()
@@ -115,7 +115,7 @@ _topic_prefixes = iter(range(1, 10_000))
 def pipeline_env(app_env, kafka_broker, initialized_lake, tmp_path) -> dict[str, str]:
     """The session's broker and lake, with topics and checkpoints of this test's own: each test
     produces to <prefix>klines.<exchange> and finds its bronze rows by that topic."""
-    from common.kafka_broker import ensure_topics
+    from jobs.kafka_broker import ensure_topics
 
     env = dict(app_env)
     env["CRYPTOBOT_KAFKA__TOPIC_PREFIX"] = f"t{next(_topic_prefixes)}-{tmp_path.name[:20]}."

@@ -6,7 +6,7 @@ import pytest
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
-from common.kafka_broker import ensure_topics, list_topics
+from jobs.kafka_broker import ensure_topics, list_topics
 
 
 def producer(config, **extra):

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from common.config import load_config
-from jobs.sanity_checks import FAIL, PASS, check_unified, reconcile_bronze_to_silver
+from common.sanity_checks import FAIL, PASS, check_unified, reconcile_bronze_to_silver
 from streaming.app import run_stream
 from streaming.replay import replay_file
 from streaming.sample_data import SAMPLE_SOURCE

@@ -1,6 +1,6 @@
 """The broker's server.properties is the template with the config-dependent keys replaced."""
 from common.config import PROJECT_ROOT
-from common.kafka_broker import render_properties
+from jobs.kafka_broker import render_properties
 
 
 def test_overrides_replace_values_and_keep_everything_else():

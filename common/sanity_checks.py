@@ -1,6 +1,6 @@
 """Sanity checks over the data layers: what they check, and how a run is recorded.
 
-The two jobs of the original workflow are thin entries over this module:
+The two jobs of the original workflow are thin entries over `run_checks`:
 `jobs/sanity_check_bronze_to_silver.py` (reconciliation) and
 `jobs/sanity_check_unified_silver.py` (duplicates, OHLC invariants, gaps, freshness).
 `cryptobot sanity` runs both, prints a report, appends one row per check to
@@ -16,9 +16,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common.config import AppConfig
-from common.intervals import INTERVAL_MS
+from common.intervals import INTERVAL_MS, interval_ms_of
 from common.local_frames import local_frame
-from streaming.silver import interval_ms_of
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 # Bronze rows younger than this may not have reached silver yet: pending, not missing.
@@ -183,3 +182,10 @@ def format_report(results: list[CheckResult]) -> str:
     warned = sum(r.status == WARN for r in results)
     lines.append(f"{len(results)} checks: {len(results) - failed - warned} passed, {failed} failed, {warned} warnings")
     return "\n".join(lines)
+
+
+def run_checks(spark: SparkSession, config: AppConfig, checks) -> list:
+    """checks(spark, config) -> results, recorded in gold.sanity_results: a sanity job's run."""
+    results = checks(spark, config)
+    record_results(spark, results)
+    return results
