@@ -26,7 +26,7 @@ from common.analytics.series import AnalyticsParams, analyze_series  # noqa: E40
 from common.config import load_config  # noqa: E402
 from common.intervals import INTERVAL_MS  # noqa: E402
 from common.spark_session import build_spark_session  # noqa: E402
-from jobs import init_tables  # noqa: E402
+from common import init_tables  # noqa: E402
 from streaming.analytics import process_klines_batch  # noqa: E402
 
 SERIES = 20

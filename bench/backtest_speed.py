@@ -347,8 +347,8 @@ def strategy_grid(args) -> dict:
     from common.config import load_config
     from common.intervals import INTERVAL_MS
     from common.spark_session import build_spark_session
-    from jobs import init_tables
-    from streaming.kline_files import resample_klines
+    from common import init_tables
+    from common.kline_files import resample_klines
 
     symbols = [f"G{i:02d}USDT" for i in range(args.grid_symbols)]
     intervals = ("15m", "1h", "4h")

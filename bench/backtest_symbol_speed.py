@@ -3,11 +3,11 @@
 
 One symbol's year of 15m klines generated as the grid does (`grid_bars`), 1h and 4h resampled
 from them (`resample_klines`), the frame applyInPandas would hand over (symbol, interval, bars)
-passed to the function `jobs.backtesting.backtest_symbol` returns. No JVM is started (pyspark
-is imported by jobs/backtesting.py, never used here). The wall time is split into
+passed to the function `common.backtest.backtesting.backtest_symbol` returns. No JVM is started (pyspark
+is imported by common/backtest/backtesting.py, never used here). The wall time is split into
 - analytics: `analyze` (analyze_series: structure, zones, volume profile) of every interval;
 - backtest: the rest of the call (scan_series, scoring, the fills, the JSON payloads);
-the analytics are timed by wrapping `jobs.backtesting.analyze` (the name the function calls).
+the analytics are timed by wrapping `common.backtest.backtesting.analyze` (the name the function calls).
 
     python bench/backtest_symbol_speed.py                 # symbol 0, 365 days
     python bench/backtest_symbol_speed.py --symbol 3 --days 90 --repeat 3
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.backtest_speed import grid_bars  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.intervals import INTERVAL_MS  # noqa: E402
-from streaming.kline_files import resample_klines  # noqa: E402
+from common.kline_files import resample_klines  # noqa: E402
 
 INTERVALS = ("15m", "1h", "4h")
 STRATEGIES = ("smc", "liquidity")
@@ -74,7 +74,7 @@ def symbol_frame(symbol_index: int, days: int, intervals=INTERVALS) -> pd.DataFr
 def symbol_function(config, symbol: str, intervals=INTERVALS, strategies=STRATEGIES, **kwargs):
     """What `cryptobot backtest --set symbols=... --set timeframes=... --set strategies=...` hands
     to applyInPandas: conf/backtest.yaml with the grid's overrides."""
-    from jobs.backtesting import BacktestConfig, backtest_symbol
+    from common.backtest.backtesting import BacktestConfig, backtest_symbol
 
     values = BacktestConfig.load(overrides=[f"symbols={symbol}", f"timeframes={','.join(intervals)}",
                                             f"strategies={','.join(strategies)}"]).values
@@ -83,7 +83,7 @@ def symbol_function(config, symbol: str, intervals=INTERVALS, strategies=STRATEG
 
 def timed_run(function, frame: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
     """(output, total seconds, of which analytics)."""
-    import jobs.backtesting as job
+    import common.backtest.backtesting as job
 
     spent = [0.0]
     original = job.analyze

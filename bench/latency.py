@@ -107,7 +107,7 @@ def plan_symbols(sample: pd.DataFrame, config, *, symbols: int, warmup_bars: int
 def symbol_series(sample: pd.DataFrame, plan: SymbolPlan, length: int, window_start_ms: int,
                   warmup_bars: int) -> dict[str, list[list[float]]]:
     """The slice re-timed so that its bar `warmup_bars` opens at window_start_ms: 1m and 15m."""
-    from streaming.kline_files import resample_klines
+    from common.kline_files import resample_klines
 
     piece = sample.iloc[plan.source_start:plan.source_start + length].reset_index(drop=True)
     shift = window_start_ms - int(piece.open_time_ms.iloc[warmup_bars])
@@ -411,7 +411,7 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    from streaming.kline_files import read_kline_file
+    from common.kline_files import read_kline_file
     from streaming.sample_data import sample_path
 
     with tempfile.TemporaryDirectory(prefix="cryptobot-latency-") as base:
@@ -456,7 +456,7 @@ def main() -> None:
 def run_bench(config, sample, plans, steps, modes, args, window_bars) -> list[ModeResult]:
     from jobs.kafka_broker import LocalKafkaBroker, ensure_topics
     from common.spark_session import build_spark_session
-    from jobs import init_tables
+    from common import init_tables
     from streaming.producers.exchange_producer import ExchangeProducer
     from streaming.producers.kafka_writer import create_kafka_producer
     from streaming.producers.run import build_market_data_client

@@ -28,7 +28,7 @@ from common.config import load_config  # noqa: E402
 from jobs.kafka_broker import LocalKafkaBroker  # noqa: E402
 from common.spark_session import build_spark_session  # noqa: E402
 from common.symbols import ccxt_symbol, conventional_exchange_symbol  # noqa: E402
-from jobs import init_tables  # noqa: E402
+from common import init_tables  # noqa: E402
 from streaming.app import run_stream  # noqa: E402
 from streaming.bronze import read_topic, to_bronze_rows  # noqa: E402
 

@@ -16,7 +16,7 @@ from common.catalog import register_tables  # noqa: E402
 from common.config import load_config  # noqa: E402
 from jobs.kafka_broker import LocalKafkaBroker  # noqa: E402
 from common.spark_session import build_spark_session  # noqa: E402
-from jobs import init_tables  # noqa: E402
+from common import init_tables  # noqa: E402
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """The table catalog: every Delta table of the lake, its schema, partitioning and properties.
 
-`jobs/init_tables.py` creates them; `register_tables` makes them visible by name
+`common/init_tables.py` creates them; `register_tables` makes them visible by name
 (`bronze.binance_klines`) in every session. Tables live at <lake root>/<database>/<table>.
 Times are UTC epoch milliseconds (`*_ms`) beside a TIMESTAMP; money in the trading tables is
 DECIMAL(38,18), rounded to the market's precision by the code that writes it.

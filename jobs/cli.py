@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _init(args, config) -> int:
     from common.spark_session import build_spark_session
-    from jobs import init_tables
+    from common import init_tables
 
     spark = build_spark_session(config, "cryptobot-init", register=False)
     try:
@@ -348,7 +348,7 @@ def _monitor(args, config) -> int:
 
 
 def _demo(args, config) -> int:
-    from jobs import paper_replay
+    from common.trading import paper_replay
 
     from jobs import signals_monitor
 
@@ -369,7 +369,7 @@ def _demo(args, config) -> int:
 
 
 def _backtest(args, config) -> int:
-    from jobs import backtesting
+    from common.backtest import backtesting
 
     print(_recorded(config, "backtest", lambda spark: backtesting.run_from_args(spark, config, args)).describe())
     return 0

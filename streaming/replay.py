@@ -20,7 +20,7 @@ from common.config import AppConfig
 from common.intervals import INTERVAL_MS
 from common.exchange.market_data import Kline, wall_clock_ms
 from common.symbols import SymbolMap
-from streaming.kline_files import read_kline_file, resample_klines
+from common.kline_files import read_kline_file, resample_klines
 from streaming.producers.kafka_writer import create_kafka_producer, send_confirmed
 from streaming.producers.messages import encode, kline_key, kline_message
 from streaming.producers.resume import last_sent_times

@@ -91,7 +91,7 @@ def spark(app_config):
 @pytest.fixture(scope="session")
 def initialized_lake(spark, app_config):
     """The whole catalog created once for the run (init is what the spark tests exercise)."""
-    from jobs import init_tables
+    from common import init_tables
 
     return init_tables.run(spark, app_config)
 

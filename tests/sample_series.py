@@ -1,7 +1,7 @@
 """The bundled sample (14 days of BTC 1m klines) and its 15m, 1h and 4h bars, as the
 backtester reads them: open_time_ms, close_time_ms, open, high, low, close, volume."""
 from common.intervals import INTERVAL_MS
-from streaming.kline_files import read_kline_file, resample_klines
+from common.kline_files import read_kline_file, resample_klines
 from streaming.sample_data import sample_path
 
 

@@ -11,7 +11,7 @@ from common.analytics.series import AnalyticsParams, analyze_series
 from common.config import load_config
 from common.intervals import INTERVAL_MS
 from streaming.app import run_stream
-from streaming.kline_files import read_kline_file
+from common.kline_files import read_kline_file
 from streaming.replay import replay_file
 from streaming.sample_data import SAMPLE_SOURCE, sample_path
 from streaming.signals import scan_zone_changes

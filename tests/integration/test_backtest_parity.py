@@ -5,9 +5,9 @@ the same signals, entry and exit prices, quantities, net P&L and exit reasons.""
 import pytest
 
 from common.config import load_config
-from jobs import paper_replay
+from common.trading import paper_replay
 from streaming.app import run_stream
-from streaming.kline_files import read_kline_file
+from common.kline_files import read_kline_file
 from streaming.replay import replay_file
 from streaming.sample_data import SAMPLE_SOURCE, sample_path
 

@@ -15,7 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from common.config import load_config
 from streaming.app import run_stream
-from streaming.kline_files import read_kline_file, resample_klines
+from common.kline_files import read_kline_file, resample_klines
 from streaming.producers.run import run_producers
 from streaming.sample_data import sample_path
 from tests.fake_exchange import FakeExchange

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from common.config import load_config
-from jobs import backtesting
+from common.backtest import backtesting
 from streaming.app import run_stream
-from streaming.kline_files import read_kline_file
+from common.kline_files import read_kline_file
 from streaming.replay import replay_file
 from streaming.sample_data import SAMPLE_SOURCE, sample_path
 from tests.conftest import free_port

@@ -10,7 +10,7 @@ from common.analytics.series import AnalyticsParams
 from common.backtest.engine import backtest_series
 from common.intervals import INTERVAL_MS
 from common.strategies import ScanParams
-from jobs import backtesting
+from common.backtest import backtesting
 from tests.sample_series import sample_series
 
 SYMBOL = "BTSUSDT"  # this test's own: the lake is shared

@@ -11,7 +11,7 @@ from common.catalog import DATABASES, table_location, table_specs
 from common.config import ConfigError
 from common.config_audit import audit_config_changes
 from common.trading_config import read_trading_config
-from jobs import init_tables
+from common import init_tables
 from jobs.sql_query import run_sql
 
 

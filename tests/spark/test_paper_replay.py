@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from common.config import load_config
-from jobs import paper_replay
+from common.trading import paper_replay
 from tests.spark.rows import append
 
 SYMBOL, SIGNAL = "REPUSDT", "replay-signal-1"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from common.analytics.series import AnalyticsParams, SeriesState, analyze_series, lookback_start_ms
-from streaming.kline_files import read_kline_file, resample_klines
+from common.kline_files import read_kline_file, resample_klines
 from streaming.sample_data import sample_path
 
 INTERVAL_MS = 15 * 60_000

@@ -2,7 +2,7 @@
 import pytest
 
 from common.config import ConfigError
-from jobs.backtesting import BacktestConfig, Window, walk_forward_windows
+from common.backtest.backtesting import BacktestConfig, Window, walk_forward_windows
 
 DAY = 86_400_000
 

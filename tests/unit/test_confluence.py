@@ -6,7 +6,7 @@ import pytest
 from common.analytics.confluence import CONFLUENCE_COLUMNS, add_confluence, higher_intervals
 from common.analytics.series import AnalyticsParams, analyze_series
 from common.intervals import INTERVAL_MS
-from streaming.kline_files import read_kline_file, resample_klines
+from common.kline_files import read_kline_file, resample_klines
 from streaming.sample_data import sample_path
 
 H = 3_600_000

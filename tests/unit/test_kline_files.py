@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from streaming.kline_files import read_kline_file, resample_klines
+from common.kline_files import read_kline_file, resample_klines
 from streaming.sample_data import SAMPLE_ROWS, sample_path
 
 T0 = 1_700_000_100_000  # on a 15-minute boundary, not on an hour's
