@@ -141,7 +141,7 @@ def _init(args, config) -> int:
 def _sql(args, config) -> int:
     from common.job_runs import first_line
     from common.spark_session import build_spark_session
-    from jobs.sql_query import format_result, run_sql
+    from common.sql_query import format_result, run_sql
 
     spark = build_spark_session(config, "cryptobot-sql")
     try:
@@ -270,7 +270,7 @@ def _sanity(args, config) -> int:
 
 
 def _scan(args, config) -> int:
-    from jobs import signal_scanner
+    from streaming import signal_scanner
 
     found = _recorded(config, "signal_scanner", lambda spark: signal_scanner.run(spark, config, since_ms=args.since))
     print(f"setups found: {found}")
@@ -327,7 +327,7 @@ def _monitor(args, config) -> int:
     import time
 
     from common.spark_session import build_spark_session
-    from jobs import signals_monitor
+    from streaming import signals_monitor
 
     if args.watch is not None and args.watch <= 0:
         print("monitor: --watch must be a positive number of seconds", file=sys.stderr)
@@ -350,7 +350,7 @@ def _monitor(args, config) -> int:
 def _demo(args, config) -> int:
     from common.trading import paper_replay
 
-    from jobs import signals_monitor
+    from streaming import signals_monitor
 
     report_dir = args.report or str(Path(config.paths.data_dir) / "demo-report")
 
@@ -388,7 +388,7 @@ def _recorded(config, job: str, work, details: str | None = None):
 
 
 def _symbols(args, config) -> int:
-    from jobs import symbol_check
+    from streaming import symbol_check
 
     return symbol_check.run(config, check=args.check)
 

@@ -9,7 +9,7 @@ interval over the bounded look-back, and runs the strategies of common/strategie
 A signal is inserted once, as `pending`, keyed by its deterministic signal_id (MERGE, insert
 when absent): a re-run, a replay or the batch job never duplicates one, and never touches a
 signal the scorer has moved on. Its creation is the first line of its audit trail.
-`jobs/signal_scanner.py` runs the same code over the whole tables.
+`streaming/signal_scanner.py` (`cryptobot scan`) runs the same code over the whole tables.
 """
 from __future__ import annotations
 

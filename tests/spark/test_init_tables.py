@@ -12,7 +12,7 @@ from common.config import ConfigError
 from common.config_audit import audit_config_changes
 from common.trading_config import read_trading_config
 from common import init_tables
-from jobs.sql_query import run_sql
+from common.sql_query import run_sql
 
 
 @pytest.fixture

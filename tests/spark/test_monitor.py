@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import pytest
 
 from common.job_runs import RunRecords, run_recorded
-from jobs import signals_monitor
+from streaming import signals_monitor
 from tests.spark.rows import append
 
 SYMBOL = "MONUSDT"

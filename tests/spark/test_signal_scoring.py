@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from common.config import load_config
 from common.scoring import COMPONENTS, calibrate
 from common.trading import statistical_scorer
-from jobs import signal_scanner
+from streaming import signal_scanner
 from tests.spark.rows import append
 
 SYMBOL = "SIGUSDT"  # this test's own: the lake is shared

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from jobs.sql_query import format_result
+from common.sql_query import format_result
 
 COLUMNS = ["param_name", "value", "updated_at"]
 ROWS = [("risk_per_trade_pct", Decimal("1.500000000000000000"), datetime(2026, 1, 2, 3, 4, 5)),
