@@ -1,11 +1,17 @@
-"""The `cryptobot` command: one subcommand per job, each a thin wrapper over a run(...)."""
+"""The `cryptobot` command: a registry of subcommands (COMMANDS at the end), each a name, a help,
+its arguments and what runs it, a thin wrapper over one stage's run(...).
+
+Each command imports what it runs inside its own function: pyspark, delta and ccxt take seconds
+to import, and `cryptobot --help` or a typo must not wait for them."""
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from common.config import ConfigError, load_config
+from common.config import AppConfig, ConfigError, load_config
 from common.logging_setup import configure_logging
 from jobs.backtest_arguments import add_backtest_arguments
 
@@ -13,117 +19,27 @@ from jobs.backtest_arguments import add_backtest_arguments
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cryptobot", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING, ERROR")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    commands.add_parser("init", help="create the databases, tables and default trading config")
-
-    sql = commands.add_parser("sql", help="run Spark SQL over the lake's tables")
-    sql.add_argument("query", help='e.g. "SELECT * FROM gold.trading_config"')
-    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    sql.add_argument("--max-rows", type=int, default=1000, help="rows printed at most (default 1000)")
-
-    commands.add_parser("sql-init-script",
-                        help="print the SQL that registers the tables (for spark-sql -i)")
-
-    kafka = commands.add_parser(
-        "kafka", help="the local Kafka broker: up, down, status; topics creates the topics on any broker")
-    kafka.add_argument("action", choices=("up", "down", "status", "topics"))
-
-    produce = commands.add_parser("produce", help="poll the exchanges' closed klines and market data into Kafka")
-    produce.add_argument("--once", action="store_true", help="one poll round (backfilling what is missing), then exit")
-    produce.add_argument("--since", type=parse_utc_ms, default=None,
-                         help="backfill from this UTC date or time (e.g. 2024-01-01) where Kafka has nothing yet")
-
-    replay = commands.add_parser("replay", help="replay klines from a file or the sample series into Kafka, "
-                                                "or a Kafka topic into a fresh bronze table")
-    replay.add_argument("--from", dest="source", choices=("sample", "file", "kafka"), required=True)
-    replay.add_argument("--file", help="CSV or Parquet of klines (with --from file)")
-    replay.add_argument("--exchange", default="binance", help="exchange to label the klines with (default binance)")
-    replay.add_argument("--symbol", default="BTCUSDT", help="canonical symbol to label them with (default BTCUSDT)")
-    replay.add_argument("--interval", default="1m", help="interval of the file's klines (default 1m)")
-    replay.add_argument("--derive", default=None,
-                        help="comma-separated longer intervals to derive (default: the configured intervals)")
-    replay.add_argument("--speed", type=float, default=None,
-                        help="scaled time: 60 = one hour of klines a minute (default: full speed)")
-    replay.add_argument("--kind", choices=("klines", "market"), default="klines", help="topic kind (--from kafka)")
-    replay.add_argument("--tag", help="names the fresh table bronze.<exchange>_<kind>__<tag> (--from kafka)")
-    replay.add_argument("--starting-offsets", default="earliest",
-                        help='"earliest", "latest", or Spark\'s JSON per partition (--from kafka)')
-    replay.add_argument("--starting-time", type=parse_utc_ms, default=None,
-                        help="start at the first message at or after this UTC time (--from kafka)")
-
-    stream = commands.add_parser("stream", help="run the streaming app (Kafka -> bronze -> silver -> unified -> "
-                                                "analytics -> signals)")
-    stream.add_argument("--available-now", action="store_true",
-                        help="process everything available, then exit")
-    stream.add_argument("--max-offsets-per-trigger", type=int, default=None,
-                        help="Kafka messages per micro-batch at most (default: [streaming] in the config)")
-    stream.add_argument("--from", dest="from_stage", choices=("bronze", "silver", "unified", "analytics", "signals"),
-                        default="bronze", help="start the pipeline at this stage (default: bronze); with --until, "
-                                               "a scheduler runs the stages on cadences of their own")
-    stream.add_argument("--until", choices=("bronze", "silver", "unified", "analytics", "signals"), default="signals",
-                        help="run the pipeline up to this stage only (default: all of it)")
-    stream.add_argument("--trigger-interval-seconds", type=int, default=None,
-                        help="seconds between micro-batches (default: [streaming] in the config)")
-
-    sanity = commands.add_parser("sanity", help="check bronze -> silver reconciliation and the unified klines; "
-                                                "exit 1 when a check fails")
-    sanity.add_argument("--max-staleness-minutes", type=float, default=None,
-                        help="fail a stream whose last closed candle is older than this (default: report only)")
-    sanity.add_argument("--symbol", action="append", default=None,
-                        help="check only this canonical symbol (repeatable; default: all)")
-
-    symbols = commands.add_parser("symbols", help="show which market each symbol is on each exchange; with --check, "
-                                                  "hold that against the exchanges' market lists (exit 1 on a problem)")
-    symbols.add_argument("--check", action="store_true", help="load each exchange's markets through ccxt and check")
-
-    scan = commands.add_parser("scan", help="find the strategies' setups in the analytics tables (what the stream "
-                                            "does per batch) into gold.signals_all")
-    scan.add_argument("--since", type=parse_utc_ms, default=None, help="only setups triggered from this UTC time on")
-
-    score = commands.add_parser("score", help="score the pending and watchlisted signals and move their status")
-    score.add_argument("--calibrate", action="store_true",
-                       help="first measure outcomes of backtest trades and closed positions into "
-                            "gold.scorer_calibration")
-    score.add_argument("--report", action="store_true",
-                       help="print the realised win rate per score bucket (and score nothing)")
-
-    commands.add_parser("execute", help="place the entries of confirmed signals (paper by default), under the "
-                                        "risk guards of gold.trading_config")
-    commands.add_parser("manage", help="reconcile orders and positions with the exchange; protect, move to "
-                                       "breakeven and close positions")
-
-    monitor = commands.add_parser("monitor", help="signals, positions, P&L and the pipeline's health at a glance")
-    monitor.add_argument("--format", choices=("table", "json"), default="table")
-    monitor.add_argument("--watch", type=float, metavar="SECONDS", default=None,
-                         help="refresh every SECONDS until Ctrl-C (one Spark session throughout)")
-
-    settle = commands.add_parser("settle", help="before switching account: cancel the configured account's working "
-                                                "entries and close its positions at market; --abandon-paper marks "
-                                                "the paper account's orders and positions abandoned instead")
-    settle.add_argument("--abandon-paper", action="store_true",
-                        help="paper state only: mark it cancelled / abandoned (audited), touching no exchange")
-
-    demo = commands.add_parser("demo", help="paper-trade the history in the lake as if live: step a clock through "
-                                            "it, scoring, executing and managing as of each step; check the books")
-    demo.add_argument("--step-minutes", type=int, default=15, help="manager turns while a position is open")
-    demo.add_argument("--days", type=float, help="only the signals of the last DAYS days of klines")
-    demo.add_argument("--report", metavar="DIR", default=None,
-                      help="where the report of what was traded goes (default: <data_dir>/demo-report)")
-
-    backtest = commands.add_parser("backtest", help="run the live strategy over silver.unified_klines (pinned at its "
-                                                    "current version) or a kline file into gold.backtest_results / "
-                                                    "_trades / _equity")
-    add_backtest_arguments(backtest)
-
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_arguments(subcommands.add_parser(command.name, help=command.help))
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
         config = load_config()
-        return COMMANDS[args.command](args, config)
+        return next(c for c in COMMANDS if c.name == args.command).run(args, config)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, its help, what runs it (args, config) -> exit status, and its
+    arguments (defined beside what runs it below)."""
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, AppConfig], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
 
 
 def _init(args, config) -> int:
@@ -136,6 +52,12 @@ def _init(args, config) -> int:
     finally:
         spark.stop()
     return 0
+
+
+def _sql_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", help='e.g. "SELECT * FROM gold.trading_config"')
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--max-rows", type=int, default=1000, help="rows printed at most (default 1000)")
 
 
 def _sql(args, config) -> int:
@@ -164,6 +86,10 @@ def _sql_init_script(args, config) -> int:
     return 0
 
 
+def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("up", "down", "status", "topics"))
+
+
 def _kafka(args, config) -> int:
     from jobs.kafka_broker import BrokerError, LocalKafkaBroker, ensure_topics
 
@@ -188,12 +114,36 @@ def _kafka(args, config) -> int:
     return 0
 
 
+def _produce_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true", help="one poll round (backfilling what is missing), then exit")
+    parser.add_argument("--since", type=parse_utc_ms, default=None,
+                         help="backfill from this UTC date or time (e.g. 2024-01-01) where Kafka has nothing yet")
+
+
 def _produce(args, config) -> int:
     from streaming.producers.run import run_producers
 
     report = run_producers(config, once=args.once, since_ms=args.since)
     print(report.describe())
     return 0 if report.ok else 1
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source", choices=("sample", "file", "kafka"), required=True)
+    parser.add_argument("--file", help="CSV or Parquet of klines (with --from file)")
+    parser.add_argument("--exchange", default="binance", help="exchange to label the klines with (default binance)")
+    parser.add_argument("--symbol", default="BTCUSDT", help="canonical symbol to label them with (default BTCUSDT)")
+    parser.add_argument("--interval", default="1m", help="interval of the file's klines (default 1m)")
+    parser.add_argument("--derive", default=None,
+                        help="comma-separated longer intervals to derive (default: the configured intervals)")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="scaled time: 60 = one hour of klines a minute (default: full speed)")
+    parser.add_argument("--kind", choices=("klines", "market"), default="klines", help="topic kind (--from kafka)")
+    parser.add_argument("--tag", help="names the fresh table bronze.<exchange>_<kind>__<tag> (--from kafka)")
+    parser.add_argument("--starting-offsets", default="earliest",
+                        help='"earliest", "latest", or Spark\'s JSON per partition (--from kafka)')
+    parser.add_argument("--starting-time", type=parse_utc_ms, default=None,
+                        help="start at the first message at or after this UTC time (--from kafka)")
 
 
 def _replay(args, config) -> int:
@@ -230,6 +180,20 @@ def _replay(args, config) -> int:
     return 0
 
 
+def _stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--available-now", action="store_true",
+                        help="process everything available, then exit")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=None,
+                        help="Kafka messages per micro-batch at most (default: [streaming] in the config)")
+    parser.add_argument("--from", dest="from_stage", choices=("bronze", "silver", "unified", "analytics", "signals"),
+                        default="bronze", help="start the pipeline at this stage (default: bronze); with --until, "
+                                               "a scheduler runs the stages on cadences of their own")
+    parser.add_argument("--until", choices=("bronze", "silver", "unified", "analytics", "signals"), default="signals",
+                        help="run the pipeline up to this stage only (default: all of it)")
+    parser.add_argument("--trigger-interval-seconds", type=int, default=None,
+                        help="seconds between micro-batches (default: [streaming] in the config)")
+
+
 def _stream(args, config) -> int:
     from dataclasses import replace
 
@@ -255,6 +219,13 @@ def _stream(args, config) -> int:
     return 0
 
 
+def _sanity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-staleness-minutes", type=float, default=None,
+                        help="fail a stream whose last closed candle is older than this (default: report only)")
+    parser.add_argument("--symbol", action="append", default=None,
+                        help="check only this canonical symbol (repeatable; default: all)")
+
+
 def _sanity(args, config) -> int:
     from common.sanity_checks import FAIL, check_unified, format_report, reconcile_bronze_to_silver, record_results
 
@@ -269,12 +240,24 @@ def _sanity(args, config) -> int:
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
+def _scan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", type=parse_utc_ms, default=None, help="only setups triggered from this UTC time on")
+
+
 def _scan(args, config) -> int:
     from streaming import signal_scanner
 
     found = _recorded(config, "signal_scanner", lambda spark: signal_scanner.run(spark, config, since_ms=args.since))
     print(f"setups found: {found}")
     return 0
+
+
+def _score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibrate", action="store_true",
+                       help="first measure outcomes of backtest trades and closed positions into "
+                            "gold.scorer_calibration")
+    parser.add_argument("--report", action="store_true",
+                       help="print the realised win rate per score bucket (and score nothing)")
 
 
 def _score(args, config) -> int:
@@ -310,6 +293,11 @@ def _manage(args, config) -> int:
     return _trading_job(config, "position_manager", position_manager.run)
 
 
+def _settle_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--abandon-paper", action="store_true",
+                        help="paper state only: mark it cancelled / abandoned (audited), touching no exchange")
+
+
 def _settle(args, config) -> int:
     from common.trading import settle_account
 
@@ -321,6 +309,12 @@ def _settle(args, config) -> int:
 def _trading_job(config, name: str, run) -> int:
     print(_recorded(config, name, lambda spark: run(spark, config)).describe())
     return 0
+
+
+def _monitor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--watch", type=float, metavar="SECONDS", default=None,
+                         help="refresh every SECONDS until Ctrl-C (one Spark session throughout)")
 
 
 def _monitor(args, config) -> int:
@@ -345,6 +339,13 @@ def _monitor(args, config) -> int:
         return 0
     finally:
         spark.stop()
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--step-minutes", type=int, default=15, help="manager turns while a position is open")
+    parser.add_argument("--days", type=float, help="only the signals of the last DAYS days of klines")
+    parser.add_argument("--report", metavar="DIR", default=None,
+                      help="where the report of what was traded goes (default: <data_dir>/demo-report)")
 
 
 def _demo(args, config) -> int:
@@ -387,6 +388,10 @@ def _recorded(config, job: str, work, details: str | None = None):
         spark.stop()
 
 
+def _symbols_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true", help="load each exchange's markets through ccxt and check")
+
+
 def _symbols(args, config) -> int:
     from streaming import symbol_check
 
@@ -406,11 +411,55 @@ def parse_utc_ms(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-COMMANDS = {"init": _init, "sql": _sql, "sql-init-script": _sql_init_script, "kafka": _kafka,
-            "produce": _produce, "replay": _replay, "stream": _stream, "sanity": _sanity,
-            "symbols": _symbols, "scan": _scan, "score": _score,
-            "execute": _execute, "manage": _manage, "settle": _settle, "monitor": _monitor, "demo": _demo,
-            "backtest": _backtest}
+COMMANDS = [
+    Command("init", "create the databases, tables and default trading config",
+            _init),
+    Command("sql", "run Spark SQL over the lake's tables",
+            _sql, _sql_arguments),
+    Command("sql-init-script", "print the SQL that registers the tables (for spark-sql -i)",
+            _sql_init_script),
+    Command("kafka", "the local Kafka broker: up, down, status; topics creates the topics on any "
+                     "broker",
+            _kafka, _kafka_arguments),
+    Command("produce", "poll the exchanges' closed klines and market data into Kafka",
+            _produce, _produce_arguments),
+    Command("replay", "replay klines from a file or the sample series into Kafka, or a Kafka "
+                      "topic into a fresh bronze table",
+            _replay, _replay_arguments),
+    Command("stream", "run the streaming app (Kafka -> bronze -> silver -> unified -> analytics "
+                      "-> signals)",
+            _stream, _stream_arguments),
+    Command("sanity", "check bronze -> silver reconciliation and the unified klines; exit 1 when "
+                      "a check fails",
+            _sanity, _sanity_arguments),
+    Command("symbols", "show which market each symbol is on each exchange; with --check, hold "
+                       "that against the exchanges' market lists (exit 1 on a problem)",
+            _symbols, _symbols_arguments),
+    Command("scan", "find the strategies' setups in the analytics tables (what the stream does "
+                    "per batch) into gold.signals_all",
+            _scan, _scan_arguments),
+    Command("score", "score the pending and watchlisted signals and move their status",
+            _score, _score_arguments),
+    Command("execute", "place the entries of confirmed signals (paper by default), under the risk"
+                       " guards of gold.trading_config",
+            _execute),
+    Command("manage", "reconcile orders and positions with the exchange; protect, move to "
+                      "breakeven and close positions",
+            _manage),
+    Command("monitor", "signals, positions, P&L and the pipeline's health at a glance",
+            _monitor, _monitor_arguments),
+    Command("settle", "before switching account: cancel the configured account's working entries "
+                      "and close its positions at market; --abandon-paper marks the paper "
+                      "account's orders and positions abandoned instead",
+            _settle, _settle_arguments),
+    Command("demo", "paper-trade the history in the lake as if live: step a clock through it, "
+                    "scoring, executing and managing as of each step; check the books",
+            _demo, _demo_arguments),
+    Command("backtest", "run the live strategy over silver.unified_klines (pinned at its current "
+                        "version) or a kline file into gold.backtest_results / _trades / _equity",
+            _backtest, add_backtest_arguments),
+]
+
 
 if __name__ == "__main__":
     sys.exit(main())
