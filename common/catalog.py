@@ -52,19 +52,21 @@ KAFKA_RAW_COLUMNS = """
     ingest_date DATE NOT NULL
 """
 
-KLINE_COLUMNS = """
-    exchange STRING NOT NULL,
-    symbol STRING NOT NULL,
-    exchange_symbol STRING,
-    ccxt_symbol STRING,
-    interval STRING NOT NULL,
+# A bar's times and prices, as every kline table holds them.
+BAR_COLUMNS = """
     open_time_ms BIGINT NOT NULL,
     open_time TIMESTAMP NOT NULL,
     close_time_ms BIGINT NOT NULL,
     open DOUBLE NOT NULL,
     high DOUBLE NOT NULL,
     low DOUBLE NOT NULL,
-    close DOUBLE NOT NULL,
+    close DOUBLE NOT NULL,"""
+KLINE_COLUMNS = """
+    exchange STRING NOT NULL,
+    symbol STRING NOT NULL,
+    exchange_symbol STRING,
+    ccxt_symbol STRING,
+    interval STRING NOT NULL,""" + BAR_COLUMNS + """
     volume DOUBLE NOT NULL,
     quote_volume DOUBLE,
     trade_count BIGINT,
@@ -140,14 +142,7 @@ SHARED_TABLES = [
               "Market metrics of every exchange in one schema, canonical symbols"),
     TableSpec("silver", "consolidated_klines", """
         symbol STRING NOT NULL,
-        interval STRING NOT NULL,
-        open_time_ms BIGINT NOT NULL,
-        open_time TIMESTAMP NOT NULL,
-        close_time_ms BIGINT NOT NULL,
-        open DOUBLE NOT NULL,
-        high DOUBLE NOT NULL,
-        low DOUBLE NOT NULL,
-        close DOUBLE NOT NULL,
+        interval STRING NOT NULL,""" + BAR_COLUMNS + """
         vwap DOUBLE,
         volume DOUBLE NOT NULL,
         quote_volume DOUBLE,

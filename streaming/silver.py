@@ -14,7 +14,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from functools import reduce
-from typing import Iterable
+from typing import Callable, Iterable
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -290,6 +290,27 @@ def append_once(rows: DataFrame, location: str, app_id: str, batch_id: int) -> N
 # -- the streaming queries -------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class SilverKind:
+    """What silver does with one kind of message: the fields it needs and may have, the rules
+    that quarantine a bad one, the silver row it makes, and the key it is upserted by."""
+    required: dict[str, str]
+    optional: dict[str, str]
+    rules: Callable[[str, Iterable[str], int], list[Rule]]
+    to_silver: Callable[[DataFrame], DataFrame]
+    key: tuple[str, ...]
+    partition_column: str
+    time_column: str
+
+
+KINDS = {
+    "klines": SilverKind(KLINE_REQUIRED, KLINE_OPTIONAL, kline_rules, to_silver_klines, KLINE_KEY, "interval",
+                         "open_time_ms"),
+    "market": SilverKind(MARKET_REQUIRED, MARKET_OPTIONAL, market_rules, to_silver_market, MARKET_KEY, "metric",
+                         "ts_ms"),
+}
+
+
+@dataclass(frozen=True)
 class SilverQuery:
     exchange: str
     kind: str  # klines | market
@@ -337,23 +358,15 @@ def process_batch(spark: SparkSession, config: AppConfig, query: SilverQuery, br
     """Parse, validate, quarantine the bad, dedupe, merge the good. An empty batch writes
     nothing (no bad row, no key range); it is not asked for first: a live batch is small, and
     each Spark action costs it a good part of a second."""
-    if query.kind == "klines":
-        parsed = parse_messages(bronze_batch, KLINE_REQUIRED, KLINE_OPTIONAL)
-        classified = classify(parsed, kline_rules(query.exchange, config.exchanges.symbols, now_ms))
-    else:
-        parsed = parse_messages(bronze_batch, MARKET_REQUIRED, MARKET_OPTIONAL)
-        classified = classify(parsed, market_rules(query.exchange, config.exchanges.symbols, now_ms))
-    classified = for_outputs(classified).persist()
+    kind = KINDS[query.kind]
+    parsed = parse_messages(bronze_batch, kind.required, kind.optional)
+    classified = for_outputs(classify(parsed, kind.rules(query.exchange, config.exchanges.symbols, now_ms))).persist()
     try:
         if classified.where(F.col("quarantine_reason").isNotNull()).limit(1).count():
             append_once(to_quarantine_rows(classified, query.bronze_table, query.exchange, query.kind),
                         query.quarantine_location, f"{query.app_id}-quarantine", batch_id)
-        if query.kind == "klines":
-            upsert_latest(spark, query.silver_location, to_silver_klines(classified), KLINE_KEY,
-                          partition_column="interval", time_column="open_time_ms")
-        else:
-            upsert_latest(spark, query.silver_location, to_silver_market(classified), MARKET_KEY,
-                          partition_column="metric", time_column="ts_ms")
+        upsert_latest(spark, query.silver_location, kind.to_silver(classified), kind.key,
+                      partition_column=kind.partition_column, time_column=kind.time_column)
     finally:
         classified.unpersist()
 
