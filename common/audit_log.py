@@ -4,6 +4,7 @@ the position manager; each event's id is derived from what it records, so a re-r
 nothing twice."""
 from __future__ import annotations
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from common.catalog import location_of
@@ -15,7 +16,6 @@ def append_audit(spark: SparkSession, config: AppConfig, audit: DataFrame) -> No
     """Insert the audit rows whose event_id is not there yet. Every writer of the table audits
     through here, so two of them often meet on a day's partition: the MERGE that loses the race
     runs again (keyed on event_id, a repeat adds nothing)."""
-    from delta.tables import DeltaTable
 
     target = DeltaTable.forPath(spark, location_of(config, "trading.audit_log"))
     retry_on_conflict(lambda: (target.alias("t").merge(audit.alias("s"), "t.event_id = s.event_id")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from pyspark.sql.types import StructType
+
 from common.catalog import (
     DATABASES, create_database_sql, create_table_sql, delta_table_exists, register_table_sql,
     table_location, table_specs,
@@ -59,8 +61,6 @@ def run(spark, config: AppConfig) -> InitReport:
 
 
 def _add_missing_columns(spark, spec) -> list[str]:
-    from pyspark.sql.types import StructType
-
     present = set(spark.table(spec.qualified_name).columns)
     wanted = StructType.fromDDL(spec.columns)
     # Delta cannot add a NOT NULL column to a table that has rows: added ones are nullable.

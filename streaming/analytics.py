@@ -19,6 +19,7 @@ import logging
 import time
 
 import pandas as pd
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -150,8 +151,6 @@ def _zone_id():
 
 
 def _store_states(spark: SparkSession, location: str, states: DataFrame) -> None:
-    from delta.tables import DeltaTable
-
     rows = states.select(*SERIES_KEY, "last_bar_ms", "state_json", F.col("created_at").alias("updated_at"))
     condition = " AND ".join(f"t.{k} = s.{k}" for k in SERIES_KEY)
     (DeltaTable.forPath(spark, location).alias("t").merge(rows.alias("s"), condition)

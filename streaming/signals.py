@@ -18,6 +18,7 @@ import time
 from datetime import datetime, timezone
 
 import pandas as pd
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -26,13 +27,14 @@ from common.analytics.zones import ZONE_COLUMNS
 from common.audit_log import append_audit
 from common.catalog import location_of, read_table
 from common.config import AppConfig
-from common.intervals import INTERVAL_MS
 from common.delta_conflicts import retry_on_conflict
+from common.intervals import INTERVAL_MS
 from common.local_frames import local_frame
 from common.signal_status import SignalStatus
 from common.strategies import ScanParams, scan_series
 from common.trading_config import read_trading_config
 from streaming.analytics import CONSOLIDATED
+from streaming.trading_scheduler import score_and_execute
 from streaming.triggers import with_trigger
 
 log = logging.getLogger(__name__)
@@ -133,7 +135,6 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
     stand between a signal and its order. Its time is still the signal's creation time, and a
     crash before it is written leaves the micro-batch uncommitted: it runs again, inserts
     nothing twice and writes the line (keyed on the signal's move)."""
-    from delta.tables import DeltaTable
 
     signals = signals.persist()
     try:
@@ -170,7 +171,6 @@ def insert_new_signals(spark: SparkSession, config: AppConfig, signals: DataFram
 def start_signals_query(spark: SparkSession, config: AppConfig, available_now: bool, after_signals=None):
     """after_signals: what to run after a batch that found signals (streaming/trading_scheduler.py);
     the scorer and the execution engine in-process by default."""
-    from streaming.trading_scheduler import score_and_execute
 
     checkpoint = config.lake.checkpoint_path("signals")
     after_signals = after_signals or (lambda: score_and_execute(spark, config))

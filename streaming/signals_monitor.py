@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from pyspark.sql import SparkSession
@@ -22,7 +23,8 @@ from pyspark.sql.window import Window
 
 from common.catalog import read_table
 from common.config import AppConfig
-from common.sql_query import jsonable, format_result
+from common.sql_query import format_result, jsonable
+from streaming.bronze import bronze_queries
 
 log = logging.getLogger(__name__)
 RECENT_ROWS = 10
@@ -119,7 +121,6 @@ def daily_pnl(spark, config) -> Section:
 
 def kafka_lag(spark, config) -> Section:
     """Per topic partition: the end offset, the offset the bronze query committed, the difference."""
-    from streaming.bronze import bronze_queries
 
     columns = ["topic", "partition", "end_offset", "committed_offset", "lag"]
     committed = {q.topic: committed_offsets(spark, q.checkpoint) for q in bronze_queries(config)}
@@ -210,8 +211,6 @@ def render(sections: list[Section], fmt: str = "table") -> str:
 
 
 def _utc(ms: int | None) -> str | None:
-    from datetime import datetime, timezone
-
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from functools import reduce
 from typing import Callable, Iterable
@@ -372,8 +373,6 @@ def process_batch(spark: SparkSession, config: AppConfig, query: SilverQuery, br
 
 
 def start_silver_query(spark: SparkSession, config: AppConfig, query: SilverQuery, available_now: bool):
-    import time
-
     def upsert_silver(batch: DataFrame, batch_id: int) -> None:
         process_batch(spark, config, query, batch, batch_id, int(time.time() * 1000))
 

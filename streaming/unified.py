@@ -13,6 +13,7 @@ from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from common.catalog import KLINE_COLUMNS, MARKET_COLUMNS, table_location, table_spec
 from common.config import AppConfig
@@ -27,8 +28,6 @@ CONSOLIDATED_KEY = ("symbol", "interval", "open_time_ms")
 
 
 def _columns(ddl: str) -> list[str]:
-    from pyspark.sql.types import StructType
-
     return StructType.fromDDL(ddl).fieldNames()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -75,7 +76,6 @@ def upsert(spark: SparkSession, location: str, rows: DataFrame, key: Iterable[st
     (`s` = the new row, `t` = the table's; None = always). `rows` must hold one row per key
     and cover no more than `key_range`. Returns how it was written: APPENDED_TO_EMPTY_SPAN,
     APPENDED_NEW_KEYS or MERGED."""
-    from delta.tables import DeltaTable
 
     if not holds_rows_in(spark, location, key_range):
         rows.write.format("delta").mode("append").save(location)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -44,6 +45,7 @@ from common.backtest.portfolio import run_portfolio
 from common.catalog import location_of, read_table
 from common.config import PROJECT_ROOT, AppConfig, ConfigError
 from common.intervals import INTERVAL_MS
+from common.kline_files import read_kline_file, resample_klines
 from common.local_frames import local_frame
 from common.progress import SparkProgress
 from common.scoring import DEFAULT_CALIBRATION, Calibration, calibrate
@@ -224,8 +226,6 @@ def _collect(spark, klines, function, label: str | None) -> list:
 
 
 def _lake_klines(spark, config, backtest, exchange, trading, intervals):
-    from delta.tables import DeltaTable
-
     location = location_of(config, "silver.unified_klines")
     version = int(DeltaTable.forPath(spark, location).history(1).first().version)
     start_ms, end_ms = backtest.range_ms()
@@ -242,7 +242,6 @@ def _lake_klines(spark, config, backtest, exchange, trading, intervals):
 def _file_klines(spark, backtest, path: str, intervals):
     """One symbol's bars from a CSV/Parquet file (common/kline_files.py's format), the longer
     intervals resampled from them; bars before start_date or after end_date left out."""
-    from common.kline_files import read_kline_file, resample_klines
 
     symbols = backtest.values.get("symbols") or []
     if len(symbols) != 1:

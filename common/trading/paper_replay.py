@@ -21,16 +21,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
-
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common.backtest import backtesting
 from common.catalog import read_table
 from common.config import AppConfig, ConfigError
 from common.exchange.account import build_gateway
-from common.trading_config import read_trading_config
 from common.trading import execution_engine, position_manager, statistical_scorer
 from common.trading.trading_store import ACTIVE_ORDERS, latest_minute_closes, read_orders
+from common.trading_config import read_trading_config
 
 log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
@@ -186,7 +186,6 @@ def compare_with_backtest(spark, config: AppConfig, from_ms: int | None = None) 
     `from_ms` on (the paper replay's --days), must close the same trades as the paper replay on one
     account: the portfolio's trades against trading.positions_closed, signal by signal (entry,
     exit, quantity, net P&L, exit reason). Returns (backtest run id, differences: none = parity)."""
-    from common.backtest import backtesting
 
     trading = read_trading_config(spark)
     stored = {r.param_name: r.param_value for r in read_table(spark, config, "gold.trading_config").collect()}

@@ -24,25 +24,26 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from delta.tables import DeltaTable
 from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
-from common.config_audit import audit_config_changes
 from common.config import AppConfig
-from common.intervals import INTERVAL_MS
+from common.config_audit import audit_config_changes
 from common.exchange.account import account_of, build_gateway
-from common.trade.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.exchange.paper import Bar
+from common.intervals import INTERVAL_MS
 from common.local_frames import local_frame, stored_values
 from common.trade.lifecycle import Trade, TradeState, entry_passed, trade_result
+from common.trade.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, reconcile
 from common.trade.sizing import round_price, round_stop
-from common.trading_config import TradingConfig, read_trading_config
 from common.trading.trading_store import (
     ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, audit, costs_of, extremes_since, intent_row, of_account,
     read_orders, refuse_other_accounts, utc_time, wall_ms, with_snapshot, write_orders,
 )
+from common.trading_config import TradingConfig, read_trading_config
 
 log = logging.getLogger(__name__)
 ACTOR = "position_manager"
@@ -451,8 +452,6 @@ _NOT_UPDATED = ("position_id", "opened_at")
 
 
 def _store_open_positions(spark, config, rows: list[dict], stored: dict) -> None:
-    from delta.tables import DeltaTable
-
     schema = read_table(spark, config, "trading.positions_open").schema
     compared = [f.name for f in schema.fields if f.name not in _NOT_UPDATED + ("updated_at",)]
     changed = [row for row in rows if row["position_id"] not in stored or any(
@@ -467,7 +466,6 @@ def _store_open_positions(spark, config, rows: list[dict], stored: dict) -> None
 
 def _close_positions(spark, config, gateway, closed: list[tuple], result: ManagerResult) -> None:
     """positions_closed once (keyed by position id), out of positions_open, the days' P&L again."""
-    from delta.tables import DeltaTable
 
     rows, events = [], []
     for signal, trade in closed:
@@ -498,8 +496,6 @@ def _close_positions(spark, config, gateway, closed: list[tuple], result: Manage
 
 
 def _store_daily_pnl(spark, config, gateway, day) -> None:
-    from delta.tables import DeltaTable
-
     account = account_of(gateway)
     day_rows = (read_table(spark, config, "trading.positions_closed")
                 .where(F.col("close_date") == F.lit(day)).where(of_account(account)).collect())

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import getpass
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import location_of, read_table
 from common.config import AppConfig, ConfigError
 from common.exchange.account import PAPER_ACCOUNT
-from common.trading_config import TradingConfig, read_trading_config
 from common.trading import position_manager
 from common.trading.trading_store import ACTIVE_ORDERS, audit, read_orders, write_orders
+from common.trading_config import TradingConfig, read_trading_config
 
 log = logging.getLogger(__name__)
 ACTOR = "settle"
@@ -66,7 +67,6 @@ def abandon_paper_state(spark: SparkSession, config: AppConfig, trading: Trading
     paper = f"mode = 'paper' AND coalesce(account, '{PAPER_ACCOUNT}') = '{PAPER_ACCOUNT}'"
     result = SettleResult()
     orders = read_orders(spark, config, f"{ACTIVE_ORDERS} AND {paper}")
-    from dataclasses import replace
 
     write_orders(spark, config, [replace(o, status="canceled", error=reason) for o in orders])
     positions = read_table(spark, config, "trading.positions_open").where(paper).collect()
@@ -78,8 +78,6 @@ def abandon_paper_state(spark: SparkSession, config: AppConfig, trading: Trading
                             "at": datetime.now(timezone.utc).isoformat()}, "actor": ACTOR} for p in positions]
     audit(spark, config, events)  # before the rows go: what was abandoned stays on record
     if positions:
-        from delta.tables import DeltaTable
-
         DeltaTable.forPath(spark, location_of(config, "trading.positions_open")).delete(
             F.col("position_id").isin([p.position_id for p in positions]) & (F.col("mode") == "paper"))
     result.orders_abandoned, result.positions_abandoned = len(orders), [p.position_id for p in positions]

@@ -21,11 +21,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from common.audit_log import append_applied_moves
 from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig
 from common.delta_conflicts import retry_on_conflict
@@ -112,7 +115,6 @@ def _bars_since_trigger(spark: SparkSession, config: AppConfig, signals: pd.Data
 
 def _latest_zone_versions(spark: SparkSession, config: AppConfig, signals: pd.DataFrame,
                           as_of_ms: int | None = None) -> DataFrame:
-    from pyspark.sql import Window
 
     zone_ids = sorted(signals.zone_id.dropna().unique())
     latest = Window.partitionBy("zone_id").orderBy(F.col("known_at_ms").desc(), F.col("version").desc())
@@ -130,9 +132,7 @@ def _sentiment(spark: SparkSession, config: AppConfig, signals: pd.DataFrame) ->
 
 
 def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: pd.DataFrame) -> None:
-    from delta.tables import DeltaTable
 
-    from common.audit_log import append_applied_moves
 
     updates = local_frame(spark, scored, _updates_schema())
     target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
@@ -189,7 +189,6 @@ def measured_trades(spark: SparkSession, config: AppConfig) -> pd.DataFrame:
     """Closed trades with the components of the score they were taken with: closed positions
     (joined to their signals) and backtest trades. A setup counts once: its real outcome when it
     was traded, else its trade in the newest backtest run that took it."""
-    from pyspark.sql import Window
 
     components = [f"score_{c}" for c in COMPONENTS]
     signals = read_table(spark, config, "gold.signals_all").select("signal_id", "score", *components)
@@ -210,8 +209,6 @@ def measured_trades(spark: SparkSession, config: AppConfig) -> pd.DataFrame:
 
 
 def run_calibration(spark: SparkSession, config: AppConfig) -> str:
-    from datetime import datetime, timezone
-
     # Only trades with an outcome and every component can be measured (a position opened
     # before its signal was scored has none).
     trades = measured_trades(spark, config).dropna(subset=["r_multiple", *[f"score_{c}" for c in COMPONENTS]])

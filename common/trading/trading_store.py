@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common.audit_log import append_audit
 from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig, ConfigError
 from common.delta_conflicts import retry_on_conflict
 from common.exchange.account import TradingAccount
-from common.trade.orders import OrderRequest, OrderSnapshot
 from common.local_frames import local_frame
 from common.scrub import scrub_secrets
+from common.signal_status import check_transition
 from common.trade.lifecycle import Costs
+from common.trade.orders import OrderRequest, OrderSnapshot
 from common.trading_config import TradingConfig
 
 ACTIVE_ORDER_STATUSES = ("new", "unknown", "open")
@@ -128,8 +131,6 @@ def intent_row(request: OrderRequest, signal_id: str, account: TradingAccount, l
 
 
 def with_snapshot(row: OrderRow, snapshot: OrderSnapshot) -> OrderRow:
-    from dataclasses import replace
-
     return replace(row, amount=snapshot.amount, filled=snapshot.filled, average_price=snapshot.average_price,
                    fee=snapshot.fee, status=snapshot.status, exchange_order_id=snapshot.exchange_order_id,
                    error=snapshot.message, updated_ms=snapshot.updated_ms)
@@ -155,7 +156,6 @@ def write_orders(spark: SparkSession, config: AppConfig, rows: list[OrderRow]) -
     rows = list({r.client_order_id: r for r in rows}.values())
     if not rows:
         return
-    from delta.tables import DeltaTable
 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     schema = read_table(spark, config, "trading.orders").schema
@@ -181,7 +181,6 @@ def audit(spark: SparkSession, config: AppConfig, events: list[dict]) -> None:
     is derived from the entity and its move, so a repeated run adds nothing."""
     if not events:
         return
-    from common.audit_log import append_audit
 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = [(hashlib.sha256("|".join(str(e.get(k)) for k in ("entity_type", "entity_id", "from_status", "to_status",
@@ -198,9 +197,7 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
     it still has the status it was read with."""
     if not moves:
         return
-    from delta.tables import DeltaTable
 
-    from common.signal_status import check_transition
 
     for signal_id, source, target, _ in moves:
         check_transition(signal_id, source, target)
