@@ -22,6 +22,8 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "conf" / "app.toml"
 ENV_PREFIX = "CRYPTOBOT_"
 
 SUPPORTED_EXCHANGES = ("binance", "bybit", "okx")
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or outside what is allowed."""
 
@@ -130,7 +132,6 @@ class AnalyticsConfig:
 class SignalsConfig:
     max_break_age_bars: int
     lookback_bars: int
-
 
 
 @dataclass(frozen=True)

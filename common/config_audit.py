@@ -16,12 +16,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
-from pyspark.sql import functions as F
-
-from common.audit_log import append_audit
-from common.catalog import location_of, read_table
-from common.local_frames import local_frame
 from common.scrub import scrub_secrets
 
 log = logging.getLogger(__name__)
@@ -109,7 +103,13 @@ def change_feed_start(history: list[tuple[int, str, dict]]) -> int:
 
 def audit_config_changes(spark, config) -> int:
     """Audit the changes committed since the last audited version; returns how many."""
+    # In here: common/spark_session.py imports this module, whose pure part must stay light.
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
 
+    from common.audit_log import append_audit
+    from common.catalog import location_of, read_table
+    from common.local_frames import local_frame
 
     path = location_of(config, TABLE)
     history = DeltaTable.forPath(spark, path).history().select(

@@ -17,7 +17,7 @@ from jobs.backtest_arguments import add_backtest_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cryptobot", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cryptobot", description="the crypto trading bot: one subcommand per job")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING, ERROR")
     subcommands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:

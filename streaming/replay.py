@@ -17,13 +17,11 @@ from typing import Callable
 
 import pandas as pd
 
-from common.catalog import create_table_sql, table_spec
 from common.config import AppConfig
 from common.exchange.market_data import Kline, wall_clock_ms
 from common.intervals import INTERVAL_MS
 from common.kline_files import read_kline_file, resample_klines
 from common.symbols import SymbolMap
-from streaming.bronze import bronze_queries, start_bronze_query
 from streaming.producers.kafka_writer import create_kafka_producer, send_confirmed
 from streaming.producers.messages import encode, kline_key, kline_message
 from streaming.producers.resume import last_sent_times
@@ -124,7 +122,9 @@ def replay_topic_to_bronze(spark, config: AppConfig, *, exchange: str, kind: str
                            ) -> tuple[str, int]:
     """Rebuild a bronze table from the Kafka log into a fresh table with a fresh checkpoint:
     bronze.<exchange>_<kind>__<tag>. Returns its name and the number of messages read."""
-
+    # In here: the file and sample replays only produce to Kafka, and must not load pyspark.
+    from common.catalog import create_table_sql, table_spec
+    from streaming.bronze import bronze_queries, start_bronze_query
 
     if not re.fullmatch(r"[a-z0-9_]+", tag):
         raise ValueError(f"tag {tag!r}: use lower-case letters, digits and _")

@@ -133,7 +133,6 @@ def _sentiment(spark: SparkSession, config: AppConfig, signals: pd.DataFrame) ->
 
 def _write(spark: SparkSession, config: AppConfig, scored: pd.DataFrame, moved: pd.DataFrame) -> None:
 
-
     updates = local_frame(spark, scored, _updates_schema())
     target = DeltaTable.forPath(spark, location_of(config, "gold.signals_all"))
     values = {c: f"s.{c}" for c in _UPDATE_COLUMNS}

@@ -198,7 +198,6 @@ def move_signals(spark: SparkSession, config: AppConfig, moves: list[tuple[str, 
     if not moves:
         return
 
-
     for signal_id, source, target, _ in moves:
         check_transition(signal_id, source, target)
     audit(spark, config, [{"entity_type": "signal", "entity_id": s, "from_status": a, "to_status": b, "reason": r,
@@ -222,8 +221,6 @@ def latest_minute_closes(spark: SparkSession, config: AppConfig, exchange: str, 
                    & known_by("close_time_ms", as_of_ms))
             .groupBy("symbol").agg(F.max("close_time_ms").alias("latest")).collect())
     return {r.symbol: int(r.latest) for r in rows}
-
-
 
 
 def extremes_since(spark: SparkSession, config: AppConfig, exchange: str,

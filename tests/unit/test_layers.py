@@ -91,15 +91,11 @@ def test_no_module_imports_another_modules_private_names():
     assert private_imports(our_modules()) == []
 
 
-def test_the_checks_see_a_circle_and_a_private_import():
+def test_the_checks_see_a_circle_and_a_private_import(tmp_path):
     """The checks themselves: a circle of two and a private import in a made-up graph are found."""
     assert circles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     assert circles({"a": {"b"}, "b": set()}) == []
-    modules = our_modules()
-    fake = ROOT / "jobs" / "_layers_probe.py"
-    fake.write_text("from common.trading.trading_store import _dec\n")
-    try:
-        assert private_imports({**modules, "jobs._layers_probe": fake}) == [
-            "jobs._layers_probe imports common.trading.trading_store._dec"]
-    finally:
-        fake.unlink()
+    probe = tmp_path / "probe.py"
+    probe.write_text("from common.trading.trading_store import _dec\n")
+    assert private_imports({**our_modules(), "jobs.probe": probe}) == [
+        "jobs.probe imports common.trading.trading_store._dec"]
