@@ -34,18 +34,16 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from common.catalog import read_table
-from common.config_audit import audit_config_changes
 from common.config import AppConfig
 from common.intervals import INTERVAL_MS
-from common.exchange.account import account_of, build_gateway
 from common.trade.orders import OrderOutcomeUnknown, OrderRejected, OrderRequest, client_order_id
 from common.trade.lifecycle import entry_passed
 from common.trade.risk import notional_at_work, stale_data
 from common.trade.sizing import position_size, round_price, round_stop
-from common.trading_config import TradingConfig, read_trading_config
+from common.trading_config import TradingConfig
 from common.trading.trading_store import (
     ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, audit, extremes_since, intent_row, latest_minute_closes,
-    move_signals, of_account, read_orders, refuse_other_accounts, wall_ms, with_snapshot, write_orders,
+    move_signals, of_account, open_trading_account, read_orders, wall_ms, with_snapshot, write_orders,
 )
 
 log = logging.getLogger(__name__)
@@ -74,12 +72,7 @@ class ExecutionResult:
 def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | None = None,
         trading: TradingConfig | None = None) -> ExecutionResult:
     """as_of_ms (paper only): trade as if now were then, on the klines known by then."""
-    if trading is None:  # a paper replay holds one fixed
-        audit_config_changes(spark, config)  # on record before it is acted on
-        trading = read_trading_config(spark)
-    gateway = gateway or build_gateway(config, trading)
-    account = account_of(gateway)
-    refuse_other_accounts(spark, config, account)
+    trading, gateway, account = open_trading_account(spark, config, gateway, trading)
     result = ExecutionResult()
     signals = (read_table(spark, config, "gold.signals_all")
                .where((F.col("status") == "confirmed") & (F.col("exchange") == trading.trading_exchange)
@@ -262,10 +255,8 @@ def _guards(trading, signal, books: _Books, now_ms: int, data_problems: dict[str
     if extremes is not None and _plan_in_order(signal):  # else the sizing refuses the plan, and says why
         passed = entry_passed(signal.direction, Decimal(str(signal.sl_price)), Decimal(str(signal.tp1_price)),
                               *extremes)
-    else:
-        passed = None
-    if passed is not None:
-        return ("expired", f"entry passed: {passed} before the order")
+        if passed is not None:
+            return ("expired", f"entry passed: {passed} before the order")
     if signal.symbol in data_problems:
         return data_problems[signal.symbol]
     if sum(books.busy.values()) >= trading.max_open_positions:

@@ -30,8 +30,7 @@ from pyspark.sql import functions as F
 
 from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig
-from common.config_audit import audit_config_changes
-from common.exchange.account import account_of, build_gateway
+from common.exchange.account import account_of
 from common.exchange.paper import Bar
 from common.intervals import INTERVAL_MS
 from common.local_frames import local_frame, stored_values
@@ -41,9 +40,9 @@ from common.trade.protection import TradeOrder, desired_orders, rebuild_trade, r
 from common.trade.sizing import round_price, round_stop
 from common.trading.trading_store import (
     ACTIVE_ORDER_STATUSES, ACTIVE_ORDERS, OrderRow, audit, costs_of, extremes_since, intent_row, of_account,
-    read_orders, refuse_other_accounts, utc_time, wall_ms, with_snapshot, write_orders,
+    open_trading_account, read_orders, utc_time, wall_ms, with_snapshot, write_orders,
 )
-from common.trading_config import TradingConfig, read_trading_config
+from common.trading_config import TradingConfig
 
 log = logging.getLogger(__name__)
 ACTOR = "position_manager"
@@ -72,12 +71,7 @@ def run(spark: SparkSession, config: AppConfig, gateway=None, as_of_ms: int | No
     trade is rebuilt and decided first, then the turn records what the exchange said of the
     orders, what it cancelled and the orders it is about to place (all in one write), places
     them, records the answers (one write) and writes the positions that changed."""
-    if trading is None:  # a paper replay holds one fixed
-        audit_config_changes(spark, config)  # on record before it is acted on
-        trading = read_trading_config(spark)
-    gateway = gateway or build_gateway(config, trading)
-    account = account_of(gateway)
-    refuse_other_accounts(spark, config, account)
+    trading, gateway, account = open_trading_account(spark, config, gateway, trading)
     result = ManagerResult()
     active = read_orders(spark, config, f"{ACTIVE_ORDERS} AND {of_account(account)}")
     stored_positions = {p.position_id: p for p in read_table(spark, config, "trading.positions_open")

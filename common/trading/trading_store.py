@@ -18,14 +18,15 @@ from pyspark.sql import functions as F
 from common.audit_log import append_audit
 from common.catalog import known_by, location_of, read_table
 from common.config import AppConfig, ConfigError
+from common.config_audit import audit_config_changes
 from common.delta_conflicts import retry_on_conflict
-from common.exchange.account import TradingAccount
+from common.exchange.account import TradingAccount, account_of, build_gateway
 from common.local_frames import local_frame
 from common.scrub import scrub_secrets
 from common.signal_status import check_transition
 from common.trade.lifecycle import Costs
 from common.trade.orders import OrderRequest, OrderSnapshot
-from common.trading_config import TradingConfig
+from common.trading_config import TradingConfig, read_trading_config
 
 ACTIVE_ORDER_STATUSES = ("new", "unknown", "open")
 # The same as a condition on trading.orders, for read_orders.
@@ -77,6 +78,20 @@ def refuse_other_accounts(spark: SparkSession, config: AppConfig, account: Tradi
         f"positions at market; the next position manager turn books them)"
         + (", or run `cryptobot settle --abandon-paper` to mark the paper ones abandoned (audited)" if paper else "")
         + ".")
+
+
+def open_trading_account(spark: SparkSession, config: AppConfig, gateway=None, trading: TradingConfig | None = None):
+    """What every trading stage does before it trades: the trading config (audited first, so a
+    change is on record before it is acted on; a paper replay passes its own, fixed), the
+    gateway it configures, and its account, refused while another account holds state.
+    Returns (trading, gateway, account)."""
+    if trading is None:
+        audit_config_changes(spark, config)
+        trading = read_trading_config(spark)
+    gateway = gateway or build_gateway(config, trading)
+    account = account_of(gateway)
+    refuse_other_accounts(spark, config, account)
+    return trading, gateway, account
 
 
 def costs_of(trading: TradingConfig) -> Costs:
